@@ -1,0 +1,1 @@
+"""Command-line interface: thin wrappers around the Python API (``mednet-pvs --help``)."""

@@ -1,0 +1,66 @@
+"""The ``mednet-pvs`` command.
+
+Sub-commands live in ``mednet_pvs/cli/cmd_*.py``; each module defines ``register(app)`` and is
+discovered here, so adding a command never edits this file. Command bodies import heavy libraries
+(torch, torchio) lazily so that ``mednet-pvs --help`` stays fast.
+
+Errors raised on purpose (:class:`mednet_pvs.errors.MednetError`) become one line on stderr and
+exit code 1; usage errors exit with 2 (click's convention).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+from mednet_pvs.errors import MednetError
+
+app = typer.Typer(
+    name="mednet-pvs",
+    help="Segment enlarged perivascular spaces (PVS) in brain MRI.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register_commands() -> None:
+    import mednet_pvs.cli as pkg
+
+    for mod in sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name.startswith("cmd_")):
+        importlib.import_module(f"mednet_pvs.cli.{mod}").register(app)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        from mednet_pvs import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (used by the console script and the tests)."""
+    try:
+        app(args=argv, prog_name="mednet-pvs", standalone_mode=True)
+    except SystemExit as e:  # typer/click exit normally through SystemExit
+        return int(e.code or 0) if not isinstance(e.code, str) else 1
+    except MednetError as e:
+        typer.secho(f"error: {e}", err=True, fg="red")
+        return 1
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
