@@ -1,0 +1,22 @@
+"""mednet-pvs: segment enlarged perivascular spaces (PVS) in brain MRI.
+
+Public API (more arrives with the networks, inference and zoo modules)::
+
+    from mednet_pvs import load_image, save_like, make_phantom
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0.dev0"
+
+from mednet_pvs.errors import ConfigError, InputError, MednetError
+from mednet_pvs.io import Scan, load_image, save_like
+
+__all__ = [
+    "__version__",
+    "ConfigError",
+    "InputError",
+    "MednetError",
+    "Scan",
+    "load_image",
+    "save_like",
+]
