@@ -1,0 +1,228 @@
+"""Sliding-window prediction with Gaussian importance weighting, mirroring TTA and ensembles.
+
+The volume is cut into overlapping tiles (nnU-Net's evenly spaced steps, ``step`` = 0.5 of the
+patch by default); tiles run through every member network in batches, optionally with mirrored
+copies; each tile's averaged *probabilities* are weighted by a Gaussian (sigma = patch / 8, as in
+nnU-Net) and added into preallocated full-volume buffers: for softmax probabilities exactly one float32
+buffer per class (the background slot holds the tile weights while stitching). No full-volume
+buffer is ever held per ensemble member or per flip.
+
+Tiles whose region holds no brain (``mask``) are skipped; voxels no tile covered get background.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Network = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class SlidingWindowConfig:
+    """How to tile a volume.
+
+    Attributes:
+        patch_size: tile size in voxels (X, Y, Z) on the network's (preprocessed) grid.
+        step: tile step as a fraction of the patch size (0.5 = half overlap, nnU-Net's default).
+        sigma_scale: Gaussian sigma as a fraction of the patch size (nnU-Net: 1/8).
+        batch_size: tiles per forward pass.
+        mirror_axes: spatial axes (0, 1, 2) to mirror for test-time augmentation; all
+            combinations are used (3 axes -> 8 passes).
+        stitch_on_cpu: keep the full-volume buffers in host memory (for volumes larger than the
+            accelerator's memory); tiles still run on the compute device.
+        skip_empty: skip tiles that contain no voxel of the mask (when a mask is given).
+    """
+
+    patch_size: tuple[int, int, int] = (128, 128, 128)
+    step: float = 0.5
+    sigma_scale: float = 1.0 / 8
+    batch_size: int = 2
+    mirror_axes: tuple[int, ...] = ()
+    stitch_on_cpu: bool = False
+    skip_empty: bool = True
+
+    def __post_init__(self) -> None:
+        self.patch_size = tuple(int(p) for p in self.patch_size)  # type: ignore[assignment]
+        self.mirror_axes = tuple(int(a) for a in self.mirror_axes)
+        if len(self.patch_size) != 3 or min(self.patch_size) < 1:
+            raise ValueError(f"patch_size must be three positive ints, got {self.patch_size}")
+        if not 0 < self.step <= 1:
+            raise ValueError(f"step must be in (0, 1], got {self.step}")
+        if any(a not in (0, 1, 2) for a in self.mirror_axes):
+            raise ValueError(f"mirror_axes must be spatial axes 0, 1, 2, got {self.mirror_axes}")
+
+
+def gaussian_importance_map(patch_size: Sequence[int], sigma_scale: float = 1.0 / 8, device=None) -> torch.Tensor:
+    """nnU-Net's tile weights: a Gaussian centred on the tile, max 1, no zeros. Shape (X, Y, Z).
+
+    It is separable, so it is built as an outer product of three 1D Gaussians (exactly what
+    ``scipy.ndimage.gaussian_filter`` of a centred delta gives, without its truncation).
+    """
+    axes = []
+    for p in patch_size:
+        x = torch.arange(p, dtype=torch.float64, device=device) - (p // 2)
+        s = max(p * sigma_scale, 1e-6)
+        axes.append(torch.exp(-0.5 * (x / s) ** 2))
+    g = axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+    g = g / g.max()
+    g = torch.clamp(g, min=float(g[g > 0].min()))
+    return g.float()
+
+
+def tile_starts(size: int, patch: int, step: float) -> list[int]:
+    """Evenly spaced tile starts covering ``size`` (nnU-Net's ``compute_steps_for_sliding_window``)."""
+    if size <= patch:
+        return [0]
+    n = math.ceil((size - patch) / (patch * step)) + 1
+    actual = (size - patch) / (n - 1)
+    return [int(round(actual * i)) for i in range(n)]
+
+
+def _flip_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
+    return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
+
+
+def _forward(net: Network, x: torch.Tensor) -> torch.Tensor:
+    out = net(x)
+    if isinstance(out, (list, tuple)):  # deep supervision: full resolution first
+        out = out[0]
+    return out
+
+
+@torch.no_grad()
+def sliding_window_predict(
+    networks: Network | Sequence[Network],
+    image: torch.Tensor,
+    config: SlidingWindowConfig,
+    *,
+    mask: torch.Tensor | None = None,
+    output: Literal["probabilities", "logits"] = "probabilities",
+    activation: Literal["softmax", "sigmoid"] = "softmax",
+    device: torch.device | str | None = None,
+    autocast: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Predict a whole volume tile by tile.
+
+    Args:
+        networks: one network or an ensemble (outputs averaged). Each maps (B, C, x, y, z) to
+            (B, K, x, y, z) logits (or a deep-supervision list, full resolution first).
+        image: (C, X, Y, Z) float tensor on the network's grid (already preprocessed).
+        config: tiling, TTA and stitching options.
+        mask: optional (X, Y, Z) bool tensor; tiles without any mask voxel are skipped.
+        output: ``"probabilities"`` averages activated outputs over members and flips (the
+            ensemble/TTA result); ``"logits"`` averages raw logits (to compare with other
+            sliding-window implementations).
+        activation: how logits become probabilities (``softmax`` over K classes, or ``sigmoid``).
+        device: where the networks run (default: the image's device).
+        autocast: use bfloat16 autocast on CUDA.
+        progress: called as ``progress(done_tiles, total_tiles)``.
+
+    Returns:
+        (K, X, Y, Z) float32 probabilities (or logits), on the stitching device. With softmax
+        probabilities, voxels no tile covered are background (probability 1 for class 0).
+    """
+    nets = [networks] if callable(networks) and not isinstance(networks, Sequence) else list(networks)  # type: ignore[arg-type]
+    if image.ndim != 4:
+        raise ValueError(f"image must be (C, X, Y, Z), got shape {tuple(image.shape)}")
+    device = torch.device(device) if device is not None else image.device
+    stitch_device = torch.device("cpu") if config.stitch_on_cpu else device
+    patch = config.patch_size
+
+    # Pad to at least one patch (zero = the mean after z-score normalisation), crop back at the end.
+    spatial = tuple(image.shape[1:])
+    pad = [max(p - s, 0) for p, s in zip(patch, spatial)]
+    if any(pad):
+        pads: list[int] = []
+        for p in reversed(pad):
+            pads += [p // 2, p - p // 2]
+        image = F.pad(image, pads)
+        if mask is not None:
+            mask = F.pad(mask, pads)
+    shape = tuple(image.shape[1:])
+
+    starts = [tile_starts(s, p, config.step) for s, p in zip(shape, patch)]
+    tiles = list(itertools.product(*starts))
+    if mask is not None and config.skip_empty:
+        m = mask.to(torch.bool)
+        tiles = [t for t in tiles if bool(m[t[0] : t[0] + patch[0], t[1] : t[1] + patch[1], t[2] : t[2] + patch[2]].any())]
+
+    gauss = gaussian_importance_map(patch, config.sigma_scale, device=device)
+    flips = _flip_sets(config.mirror_axes)
+    n_pass = len(nets) * len(flips)
+    use_autocast = autocast and device.type == "cuda"
+
+    # Softmax probabilities need no background buffer while stitching (background = 1 - sum of
+    # the others), so channel 0 of the accumulator holds the tile weights: exactly one
+    # full-volume float32 buffer per class. Logits/sigmoid keep a separate weight buffer.
+    fold_weight = output == "probabilities" and activation == "softmax"
+    acc: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
+    for b0 in range(0, len(tiles), config.batch_size):
+        batch_tiles = tiles[b0 : b0 + config.batch_size]
+        x = torch.stack(
+            [image[:, a : a + patch[0], b : b + patch[1], c : c + patch[2]] for a, b, c in batch_tiles]
+        ).to(device, non_blocking=True)
+        summed: torch.Tensor | None = None
+        for net in nets:
+            for axes in flips:
+                dims = [d + 2 for d in axes]
+                xin = torch.flip(x, dims) if dims else x
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+                    y = _forward(net, xin)
+                y = y.float()
+                if dims:
+                    y = torch.flip(y, dims)
+                if output == "probabilities":
+                    y = torch.softmax(y, 1) if activation == "softmax" else torch.sigmoid(y)
+                summed = y if summed is None else summed + y
+        assert summed is not None
+        summed = ((summed / n_pass) * gauss).to(stitch_device)
+        if acc is None:
+            acc = torch.zeros((summed.shape[1], *shape), dtype=torch.float32, device=stitch_device)
+            weight = acc[0] if fold_weight else torch.zeros(shape, dtype=torch.float32, device=stitch_device)
+        g = gauss.to(stitch_device)
+        for i, (a, b, c) in enumerate(batch_tiles):
+            sl = (slice(a, a + patch[0]), slice(b, b + patch[1]), slice(c, c + patch[2]))
+            if fold_weight:
+                acc[(slice(1, None), *sl)] += summed[i, 1:]
+            else:
+                acc[(slice(None), *sl)] += summed[i]
+            weight[sl] += g  # type: ignore[index]
+        if progress is not None:
+            progress(min(b0 + config.batch_size, len(tiles)), len(tiles))
+
+    if acc is None:  # nothing to predict (empty mask): all background
+        acc = torch.zeros((_n_classes(nets[0], image, device), *shape), dtype=torch.float32, device=stitch_device)
+        if output == "probabilities" and activation == "softmax":
+            acc[0] = 1.0
+    elif fold_weight:
+        covered = acc[0] > 0
+        acc[1:] /= torch.where(covered, acc[0], torch.ones_like(acc[0]))
+        acc[0] = 1.0 - acc[1:].sum(0)
+    else:
+        assert weight is not None
+        acc /= torch.where(weight > 0, weight, torch.ones_like(weight))
+    if any(pad):
+        acc = acc[
+            :,
+            pad[0] // 2 : pad[0] // 2 + spatial[0],
+            pad[1] // 2 : pad[1] // 2 + spatial[1],
+            pad[2] // 2 : pad[2] // 2 + spatial[2],
+        ]
+    return acc
+
+
+def _n_classes(net: Network, image: torch.Tensor, device: torch.device) -> int:
+    """Number of output channels, from one tiny forward pass (only used for an all-empty mask)."""
+    probe = torch.zeros((1, image.shape[0], *[16] * 3), device=device)
+    try:
+        return int(_forward(net, probe).shape[1])
+    except Exception:  # a network needing larger inputs: fall back to binary
+        return 2
