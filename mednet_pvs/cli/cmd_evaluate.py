@@ -1,0 +1,62 @@
+"""``mednet-pvs evaluate``: score predicted PVS masks against references (per case and cohort)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+#: Metrics shown in the terminal table (all are in the CSV/JSON files).
+SHOWN = (
+    "dice", "precision", "recall", "cluster_dice", "det_f1", "hd95_mm", "surface_dice",
+    "small_det_recall", "large_det_recall", "abs_count_diff", "abs_vol_diff_mm3",
+)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate")
+    def evaluate_cmd(
+        pred: Path = typer.Option(..., "--pred", help="Folder of predicted masks (NIfTI)."),
+        ref: Path = typer.Option(..., "--ref", help="Folder of reference masks, or a cohort manifest (.csv/.tsv) / BIDS folder."),
+        out: Path = typer.Option(..., "-o", "--out", help="Output folder for per_case.csv, summary.csv, summary.json."),
+        regions: Path = typer.Option(None, "--regions", help="Folder of region maps (aseg/SynthSeg), paired by case id."),
+        min_size_mm3: float = typer.Option(0.0, help="Drop clusters smaller than this (mm^3) from both masks first."),
+        tolerance_mm: float = typer.Option(1.0, help="Surface Dice tolerance (mm)."),
+    ) -> None:
+        """Dice, precision/recall, cluster Dice, detection, HD95, surface Dice, count/volume agreement
+        (Pearson r, ICC(3,1)); per region (white matter, basal ganglia) with --regions. Exits 1 when
+        any case could not be evaluated."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from mednet_pvs.analysis.evaluate import evaluate, write_evaluation
+
+        per_case, summary = evaluate(pred, ref, regions=regions, min_size_mm3=min_size_mm3, tolerance_mm=tolerance_mm)
+        paths = write_evaluation(per_case, summary, out)
+        console = Console()
+        table = Table(title=f"{summary['n_ok']} of {summary['n_cases']} cases evaluated")
+        for col in ("metric", "mean", "std", "median", "n"):
+            table.add_column(col, justify="left" if col == "metric" else "right")
+        prefixes = [""] + [f"{g}_" for g in summary["parameters"].get("groups", [])]
+        for prefix in prefixes:
+            for m in SHOWN:
+                s = summary["metrics"].get(prefix + m)
+                if s is None:
+                    continue
+                table.add_row(prefix + m, *(_fmt(s[k]) for k in ("mean", "std", "median")), str(s["n"]))
+        console.print(table)
+        if summary["agreement"]:
+            agree = Table("predicted vs reference", title="Burden agreement over cases")
+            for col in ("Pearson r", "ICC(3,1)", "n"):
+                agree.add_column(col, justify="right")
+            for name, a in summary["agreement"].items():
+                agree.add_row(name, _fmt(a["pearson_r"]), _fmt(a["icc31"]), str(a["n"]))
+            console.print(agree)
+        for f in summary["failed"]:
+            console.print(f"[red]{f['case_id']}[/red]: {f['status']}: {f['error']}", highlight=False)
+        console.print(f"wrote {paths['per_case']}, {paths['summary_csv']}, {paths['summary_json']}", highlight=False)
+        if summary["n_failed"]:
+            raise typer.Exit(code=1)
+
+
+def _fmt(v: float) -> str:
+    return "-" if v is None or v != v else f"{v:.4g}"
