@@ -1,0 +1,63 @@
+"""Tissue intensities (T2w, T1w or random) and the noise-free image they make.
+
+The image is a partial-volume mix: ``csf * mu_csf + gm * mu_gm(region) + wm * mu_wm(region)``,
+deep grey nuclei having their own means; confounders and PVS then replace the fraction of each
+voxel they occupy (``I <- (1 - f) I + f mu``). Values are relative (CSF = 1 on T2w, WM ~ 0.8 on
+T1w); outside the brain the image is 0 (skull-stripped), before noise.
+
+``"random"`` draws every tissue mean uniformly in [0.05, 1] (SynthSeg-style domain
+randomisation) with PVS and lacune cores following CSF +- 0.05 and at least 0.15 between CSF and
+white matter, so PVS stay visible.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mednet_pvs.synth.anatomy import CODES, Anatomy
+
+TISSUES = ("csf", "wm", "cortex", "caudate", "putamen", "pallidum", "thalamus", "hippocampus", "amygdala",
+           "brainstem", "cerebellum_cortex", "cerebellum_wm", "pvs", "wmh", "lacune", "lacune_rim", "vessel")
+
+T2W = {"csf": 1.0, "wm": 0.42, "cortex": 0.62, "caudate": 0.58, "putamen": 0.52, "pallidum": 0.40,
+       "thalamus": 0.50, "hippocampus": 0.64, "amygdala": 0.62, "brainstem": 0.46, "cerebellum_cortex": 0.60,
+       "cerebellum_wm": 0.40, "pvs": 0.95, "wmh": 0.80, "lacune": 0.98, "lacune_rim": 0.78, "vessel": 0.06}
+T1W = {"csf": 0.18, "wm": 0.82, "cortex": 0.52, "caudate": 0.56, "putamen": 0.60, "pallidum": 0.70,
+       "thalamus": 0.66, "hippocampus": 0.52, "amygdala": 0.52, "brainstem": 0.72, "cerebellum_cortex": 0.50,
+       "cerebellum_wm": 0.80, "pvs": 0.20, "wmh": 0.62, "lacune": 0.18, "lacune_rim": 0.60, "vessel": 0.15}
+_DEEP = ("thalamus", "caudate", "putamen", "pallidum", "hippocampus", "amygdala", "brainstem")
+
+
+def tissue_means(contrast: str, rng: np.random.Generator) -> dict[str, float]:
+    """Mean intensity of every tissue for ``contrast`` ("T2w", "T1w" or "random")."""
+    if contrast == "T2w":
+        return dict(T2W)
+    if contrast == "T1w":
+        return dict(T1W)
+    means = {t: float(rng.uniform(0.05, 1.0)) for t in TISSUES}
+    while abs(means["csf"] - means["wm"]) < 0.15:
+        means["wm"] = float(rng.uniform(0.05, 1.0))
+    for t in ("pvs", "lacune"):
+        means[t] = float(np.clip(means["csf"] + rng.normal(0, 0.05), 0.0, 1.2))
+    return means
+
+
+def base_image(anat: Anatomy, means: dict[str, float]) -> np.ndarray:
+    """Noise-free tissue image (float32) of the anatomy with the given tissue means."""
+    lut_gm = np.full(256, means["cortex"], np.float32)
+    lut_wm = np.full(256, means["wm"], np.float32)
+    for name in _DEEP:
+        for code in CODES[name]:
+            lut_gm[code] = lut_wm[code] = means[name]
+    for code in CODES["cerebellum_cortex"] + CODES["cerebellum_wm"]:
+        lut_gm[code], lut_wm[code] = means["cerebellum_cortex"], means["cerebellum_wm"]
+    reg = anat.regions.astype(np.intp)
+    img = anat.csf * np.float32(means["csf"])
+    img += anat.gm * lut_gm[reg]
+    img += anat.wm * lut_wm[reg]
+    return img.astype(np.float32, copy=False)
+
+
+def paint(img: np.ndarray, box: tuple[slice, ...], frac: np.ndarray, value: float) -> None:
+    """Replace the fraction ``frac`` of each voxel in ``box`` by tissue of intensity ``value``."""
+    v = img[box]
+    v += frac * (np.float32(value) - v)
