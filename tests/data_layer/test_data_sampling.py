@@ -1,0 +1,123 @@
+"""Patch sampling: foreground oversampling measured, padding, DDP sharding and set_epoch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchio as tio
+from torch.utils.data import DistributedSampler
+
+from mednet_pvs.data.augmentation import build_training_transform
+from mednet_pvs.data.preprocessing import subject_from_arrays
+from mednet_pvs.data.sampling import ForegroundSampler, FreshSampler, collate_subjects, label_sampler, make_queue, patch_loader
+
+
+def _sparse_subject(shape=(64, 64, 64), seed=0) -> tuple[tio.Subject, np.ndarray]:
+    """A few short PVS tubes clustered in one region: most random patches hold none."""
+    rng = np.random.default_rng(seed)
+    lab = np.zeros(shape, np.uint8)
+    for _ in range(4):
+        x, y, z = rng.integers(8, 22, 3)
+        lab[x, y, z : z + 4] = 1
+    img = rng.normal(0, 1, shape).astype(np.float32) + 3 * lab
+    return subject_from_arrays(img, np.eye(4), lab), lab
+
+
+def _fractions(subject, lab, sampler, n, patch):
+    centre = anything = 0
+    for p in sampler(subject, num_patches=n):
+        ini = p["location"][:3].numpy()
+        c = ini + patch // 2
+        centre += int(lab[tuple(c)] > 0)
+        anything += int(p["label"].data.any())
+    return centre / n, anything / n
+
+
+@pytest.mark.parametrize("make", [ForegroundSampler, label_sampler], ids=["ForegroundSampler", "tio.LabelSampler"])
+def test_samplers_oversample_foreground_like_nnunet(make):
+    torch.manual_seed(0)
+    subject, lab = _sparse_subject()
+    patch, n = 16, 1500
+    uniform = sum(bool(p["label"].data.any()) for p in tio.UniformSampler(patch)(subject, num_patches=n)) / n
+    centred, holding = _fractions(subject, lab, make(patch, 0.33), n, patch)
+    assert centred == pytest.approx(0.33, abs=0.04)  # a third of the centres are PVS voxels
+    # the other patches hold PVS as often as random ones: nnU-Net's expectation
+    assert holding == pytest.approx(0.33 + 0.67 * uniform, abs=0.05)
+    assert uniform < 0.3 and holding > 0.33
+    never, _ = _fractions(subject, lab, make(patch, 0.0), 300, patch)
+    assert never < 0.02
+
+
+def test_foreground_sampler_reaches_pvs_at_the_border():
+    lab = np.zeros((32, 32, 32), np.uint8)
+    lab[0, 31, 0] = 1  # a corner voxel: never a valid centre for tio.LabelSampler
+    s = subject_from_arrays(np.random.default_rng(0).normal(size=lab.shape), np.eye(4), lab)
+    patches = list(ForegroundSampler(16, 1.0)(s, num_patches=20))
+    assert all(int(p["label"].data.sum()) == 1 for p in patches)
+    assert all(p["location"].tolist() == [0, 16, 0, 16, 32, 16] for p in patches)
+    empty = subject_from_arrays(np.ones(lab.shape), np.eye(4), np.zeros_like(lab))
+    assert len(list(ForegroundSampler(16, 1.0)(empty, num_patches=5))) == 5  # no PVS: uniform patches
+
+
+def test_small_volume_is_padded_not_crashing():
+    rng = np.random.default_rng(0)
+    lab = np.zeros((20, 30, 10), np.uint8)
+    lab[8:10, 10:20, 5] = 1
+    img = rng.normal(100, 5, lab.shape).astype(np.float32)
+    ds = tio.SubjectsDataset([subject_from_arrays(img, np.eye(4), lab, subject="small")], transform=build_training_transform(None, "none", 32))
+    queue = make_queue(ds, patch_size=32, samples_per_volume=3, queue_length=3, foreground_fraction=0.5)
+    batch = next(iter(patch_loader(queue, batch_size=3)))
+    assert batch["image"].shape == (3, 1, 32, 32, 32) and batch["label"].shape == (3, 1, 32, 32, 32)
+    assert batch["image"].dtype == torch.float32 and batch["label"].dtype == torch.float32
+    assert batch["subject"] == ["small"] * 3 and batch["location"].shape == (3, 6)
+    assert float(batch["label"].sum(dim=(1, 2, 3, 4)).min()) == lab.sum()  # the whole small label is in every patch
+
+
+def _rank_epochs(subjects, rank, epochs=(0, 1), spv=2):
+    ds = tio.SubjectsDataset(subjects)
+    queue = make_queue(ds, patch_size=8, samples_per_volume=spv, queue_length=spv, num_replicas=2, rank=rank, seed=3, shuffle_patches=False)
+    loader = patch_loader(queue, batch_size=1)
+    assert isinstance(loader.sampler, DistributedSampler)  # Lightning leaves it alone under DDP
+    seen = {}
+    for e in epochs:
+        loader.sampler.set_epoch(e)  # what Lightning's fit loop calls every epoch
+        order = [b["subject"][0] for b in loader]
+        assert len(order) == len(queue) == spv * len(subjects) // 2
+        seen[e] = order[::spv]  # one entry per subject (queue holds one subject's patches at a time)
+        assert order == [s for s in seen[e] for _ in range(spv)]
+    return seen
+
+
+def test_ddp_ranks_see_disjoint_shards_and_set_epoch_reshuffles():
+    rng = np.random.default_rng(0)
+    subjects = []
+    for i in range(8):
+        lab = (rng.random((12, 12, 12)) > 0.9).astype(np.uint8)
+        subjects.append(subject_from_arrays(rng.normal(size=lab.shape), np.eye(4), lab, subject=f"s{i}"))
+    r0, r1 = _rank_epochs(subjects, 0), _rank_epochs(subjects, 1)
+    every = {f"s{i}" for i in range(8)}
+    for e in (0, 1):
+        assert len(set(r0[e])) == len(r0[e]) == 4 and len(set(r1[e])) == 4
+        assert not set(r0[e]) & set(r1[e])  # disjoint
+        assert set(r0[e]) | set(r1[e]) == every  # covering
+    assert r0[0] != r0[1] and r1[0] != r1[1]  # a new order (and shard) each epoch
+    assert _rank_epochs(subjects, 0, epochs=(1,))[1] == r0[1]  # deterministic given seed and epoch
+
+
+def test_fresh_sampler_never_repeats_an_index():
+    seen = []
+    for epoch in range(3):
+        for rank in range(2):
+            s = FreshSampler(5, num_replicas=2, rank=rank)
+            s.set_epoch(epoch)
+            seen += list(s)
+    assert len(seen) == len(set(seen)) == 3 * 6  # 5 rounded up to 6 so shards are even
+
+
+def test_collate_validation_volume_keys():
+    subject, _ = _sparse_subject((24, 24, 24))
+    from mednet_pvs.data.preprocessing import build_preprocessing
+
+    b = collate_subjects([build_preprocessing()(subject)])
+    assert b["image"].shape == (1, 1, 24, 24, 24) and b["affine"].shape == (1, 4, 4)
+    assert b["input_shape"].tolist() == [[24, 24, 24]] and b["input_affine"].shape == (1, 4, 4)
