@@ -136,8 +136,23 @@ def _open(path: PathType) -> nib.spatialimages.SpatialImage:
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise InputError(p, f"truncated or corrupt gzip file ({e})") from None
     except Exception as e:  # nibabel raises many types for garbage files
-        raise InputError(p, f"not a readable NIfTI file ({type(e).__name__}: {e})") from None
+        if str(p).lower().endswith(".gz"):
+            _check_gzip(p)
+        reason = str(e).replace(f'"{p}"', "it").replace(str(p), "it")
+        raise InputError(p, f"not a readable NIfTI file ({type(e).__name__}: {reason})") from None
     return img
+
+
+def _check_gzip(p: Path) -> None:
+    """Raise the precise error for a broken ``.gz`` (called only once nibabel has failed)."""
+    try:
+        with gzip.open(p) as f:
+            while f.read(1 << 24):
+                pass
+    except gzip.BadGzipFile:
+        raise InputError(p, "not a gzip file although named .gz (not a NIfTI .nii.gz)") from None
+    except (EOFError, zlib.error, OSError) as e:
+        raise InputError(p, f"truncated or corrupt gzip file ({e})") from None
 
 
 def _check_geometry(name: str, shape: tuple[int, ...], affine: np.ndarray, max_anisotropy: float | None) -> tuple[int, int, int]:

@@ -100,7 +100,10 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     cases: dict[str, tuple[Path, str]] = {}
     p = tmp_path / "notes.nii.gz"
     p.write_text("this is not an image")
-    cases["not_nifti"] = (p, "not a readable NIfTI|truncated or corrupt")
+    cases["not_nifti"] = (p, "not a gzip file although named .gz")
+    p = tmp_path / "garbage.nii"
+    p.write_bytes(b"\x00not an image header" * 40)
+    cases["garbage_nii"] = (p, "not a readable NIfTI file")
     p = tmp_path / "table.csv"
     p.write_text("a,b\n1,2\n")
     cases["wrong_suffix"] = (p, "not a NIfTI file")
@@ -130,7 +133,7 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     return cases
 
 
-CASES = ["not_nifti", "wrong_suffix", "truncated_gzip", "zero_bytes", "missing", "4d", "2d", "no_voxels", "constant", "nan_inf", "singular_affine", "anisotropy"]
+CASES = ["not_nifti", "garbage_nii", "wrong_suffix", "truncated_gzip", "zero_bytes", "missing", "4d", "2d", "no_voxels", "constant", "nan_inf", "singular_affine", "anisotropy"]
 
 
 @pytest.mark.parametrize("case", CASES)

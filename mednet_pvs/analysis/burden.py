@@ -135,14 +135,19 @@ class Burden:
 
     def summary_row(self, case_id: str | None = None) -> dict[str, Any]:
         """One flat row for a batch summary: count, volume and ``<region>_count/_volume_mm3``."""
-        row: dict[str, Any] = {} if case_id is None else {"case_id": case_id}
-        row.update(count=self.count, volume_mm3=self.volume_mm3)
-        if self.mean_probability is not None:
-            row["mean_probability"] = self.mean_probability
-        for key, r in self.per_region.items():
-            row[f"{key}_count"] = r["count"]
-            row[f"{key}_volume_mm3"] = r["volume_mm3"]
-        return row
+        return summary_row(self.to_dict(), case_id)
+
+
+def summary_row(stats: Mapping[str, Any], case_id: str | None = None) -> dict[str, Any]:
+    """The summary row of a case from its ``stats.json`` content (:meth:`Burden.to_dict`)."""
+    row: dict[str, Any] = {} if case_id is None else {"case_id": case_id}
+    row.update(count=stats["count"], volume_mm3=stats["volume_mm3"])
+    if stats.get("mean_probability") is not None:
+        row["mean_probability"] = stats["mean_probability"]
+    for key, r in stats.get("per_region", {}).items():
+        row[f"{key}_count"] = r["count"]
+        row[f"{key}_volume_mm3"] = r["volume_mm3"]
+    return row
 
 
 def pvs_burden(

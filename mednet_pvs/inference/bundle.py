@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from mednet_pvs.errors import InputError
+from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.io import PathType, atomic_path, write_json, write_text
 
 FORMAT = "mednet-pvs-bundle/1"
@@ -97,23 +97,31 @@ def read_config(folder: PathType) -> dict[str, Any]:
         raise InputError(path, f"not valid JSON ({e})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise InputError(path, f"unknown bundle format {config.get('format') if isinstance(config, dict) else None!r} (expected {FORMAT!r})")
-    missing = [k for k in ("name", "network", "preprocessing", "inference", "members") if k not in config]
+    required = ("name", "frangi") if config.get("kind") == "frangi" else ("name", "network", "preprocessing", "inference", "members")
+    missing = [k for k in required if k not in config]
     if missing:
         raise InputError(path, f"missing key(s) {', '.join(missing)}")
     return config
 
 
 def load_bundle(folder: PathType, *, device: str | torch.device | None = None) -> Any:
-    """Build a ready :class:`~mednet_pvs.inference.model.PVSModel` from a bundle folder."""
+    """Build a ready model from a bundle folder: a :class:`~mednet_pvs.inference.model.PVSModel`,
+    or a :class:`~mednet_pvs.inference.frangi_model.FrangiModel` for ``"kind": "frangi"``."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from mednet_pvs.errors import ConfigError
     from mednet_pvs.inference.model import PVSModel
     from mednet_pvs.nets import create_network_from_config
 
     folder = Path(folder)
     config = read_config(folder)
+    if config.get("kind") == "frangi":
+        from mednet_pvs.inference.frangi_model import FrangiModel
+
+        try:
+            return FrangiModel(config["frangi"], name=config["name"], meta=config.get("meta", {}))
+        except ConfigError as e:
+            raise InputError(folder / CONFIG, str(e)) from None
     wpath = folder / WEIGHTS
     if not wpath.exists():
         raise InputError(wpath, "missing: the model folder has no weights")

@@ -118,6 +118,18 @@ class Prediction:
         return pvs_burden(self.mask, self.scan.affine, probs=self.probabilities, **kwargs)
 
 
+def load_grid_mask(brainmask: ImageSource, scan: Scan) -> np.ndarray:
+    """A brain mask on ``scan``'s grid as bool (X, Y, Z); a different grid is an InputError."""
+    bm = load_image(brainmask, kind="label")
+    if bm.shape != scan.shape or not np.allclose(bm.affine, scan.affine, atol=1e-3):
+        raise InputError(
+            bm.name,
+            f"brain mask grid (shape {bm.shape}) does not match the image {scan.name} (shape {scan.shape}); "
+            "give a mask on the image's own grid",
+        )
+    return bm.data > 0
+
+
 def _as_list(networks: nn.Module | Sequence[nn.Module]) -> list[nn.Module]:
     return [networks] if isinstance(networks, nn.Module) else list(networks)
 
@@ -210,16 +222,7 @@ class PVSModel:
         """
         t0 = time.perf_counter()
         scan = load_image(image)
-        bm = None
-        if brainmask is not None:
-            bm_scan = load_image(brainmask, kind="label")
-            if bm_scan.shape != scan.shape or not np.allclose(bm_scan.affine, scan.affine, atol=1e-3):
-                raise InputError(
-                    bm_scan.name,
-                    f"brain mask grid (shape {bm_scan.shape}) does not match the image {scan.name} (shape {scan.shape}); "
-                    "give a mask on the image's own grid",
-                )
-            bm = bm_scan.data > 0
+        bm = None if brainmask is None else load_grid_mask(brainmask, scan)
         subject = subject_from_arrays(scan.data, scan.affine, brainmask=bm)
         pre = build_preprocessing(self.preprocessing)(subject)
         t_pre = time.perf_counter()

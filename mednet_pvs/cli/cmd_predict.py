@@ -1,0 +1,55 @@
+"""``mednet-pvs predict``: segment PVS in one scan, a folder, or a manifest (thin wrapper)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("predict")
+    def predict(
+        inputs: Path = typer.Option(..., "-i", "--input", help="A NIfTI scan, a folder of scans, a manifest .csv/.tsv or a BIDS-like folder."),
+        outdir: Path = typer.Option(..., "-o", "--out", help="Output folder (one subfolder per case, plus summary.csv)."),
+        model: str = typer.Option(..., "-m", "--model", help="A model folder (config.json + model.safetensors), or frangi / frangi-t1w."),
+        device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
+        tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Mirroring test-time augmentation (default: the model's setting)."),
+        step: Optional[float] = typer.Option(None, help="Sliding-window step as a fraction of the patch (default: the model's, 0.5)."),
+        save_probs: bool = typer.Option(False, "--save-probs", help="Also write the PVS probability map."),
+        regions: Optional[Path] = typer.Option(None, help="Region map (aseg/SynthSeg) for per-region burden: a file, or a folder of <case id>*.nii.gz."),
+        brainmask: Optional[Path] = typer.Option(None, help="Brain mask for a single input scan."),
+        preview: bool = typer.Option(False, "--preview", help="Also write a PNG overview per case."),
+        shard: Optional[str] = typer.Option(None, help="K/N: process only this share of the inputs (e.g. SLURM array task K of N)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases whose outputs already exist."),
+    ) -> None:
+        """Segment PVS, write masks, stats and a summary; cases already done are skipped."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from mednet_pvs.inference.batch import collect_inputs, load_model, parse_shard, predict_batch, select_shard
+
+        console = Console(stderr=True, soft_wrap=True)
+        shard_kn = parse_shard(shard)
+        cases = collect_inputs(inputs, regions=regions, brainmask=brainmask)
+        todo = select_shard(cases, shard_kn)
+        net = load_model(model, device=device)
+        console.print(f"model: {net!r}; {len(todo)} case(s)" + (f" (shard {shard})" if shard else ""))
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("predicting", total=len(todo))
+
+            def on_case(case_id: str, status: str, message: str) -> None:
+                color = {"done": "green", "skipped": "yellow", "failed": "red"}[status]
+                bar.console.print(f"[{color}]{status:>7}[/] {case_id}: {message}", highlight=False)
+                bar.advance(task)
+
+            report = predict_batch(
+                cases, outdir, net, tta=tta, step=step, save_probs=save_probs, preview=preview,
+                overwrite=overwrite, shard=shard_kn, on_case=on_case,
+            )
+        console.print(
+            f"{len(report.done)} done, {len(report.skipped)} skipped (already done), {len(report.failed)} failed"
+            f" in {report.seconds['total']:.1f} s" + (f"; summary: {report.summary}" if report.summary else "")
+        )
+        if report.failed:
+            raise typer.Exit(1)

@@ -1,0 +1,240 @@
+"""Predict many scans: inputs, shards, resume, per-case outputs and one summary.
+
+    cases = collect_inputs("scans/")                    # a file, a folder, a manifest or BIDS folder
+    report = predict_batch(cases, "out/", load_model("model_folder/"))
+
+Each case gets ``out/<case>/<case>_mask.nii.gz`` (uint8), optional ``<case>_prob.nii.gz``,
+``<case>_stats.json`` and ``<case>_clusters.csv`` (written atomically, the CSV last: a case whose
+CSV exists is done and is skipped on the next run). One case's failure is recorded and the others
+go on. ``shard=(k, n)`` keeps every n-th case starting at the k-th (1-based) of the sorted list,
+so n processes (a SLURM array) share one input list without overlap or clashes; each writes its
+own ``summary[_shard-k-of-n].csv``.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mednet_pvs.errors import ConfigError, InputError, MednetError
+from mednet_pvs.io import PathType
+
+NIFTI = re.compile(r"\.(nii|nii\.gz|mgz)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    """One scan to segment: an id (used for output names), the image, optional masks."""
+
+    case_id: str
+    image: Path
+    brainmask: Path | None = None
+    regions: Path | None = None
+
+
+@dataclass
+class BatchReport:
+    """What a batch run did: cases done now, skipped (done before), failed (id -> error)."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    summary: Path | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _stem(path: Path) -> str:
+    return NIFTI.sub("", path.name)
+
+
+def collect_inputs(source: PathType, *, regions: PathType | None = None, brainmask: PathType | None = None) -> list[CaseInput]:
+    """Turn a file, a folder of NIfTI files, a manifest or a BIDS-like folder into cases.
+
+    Args:
+        source: a NIfTI file; a folder of ``*.nii[.gz]`` files; a ``.csv``/``.tsv`` manifest or a
+            folder holding one / laid out as ``sub-*/anat`` (labels not needed).
+        regions: region map(s) for per-region burden: a file (single input) or a folder whose
+            files start with the case id (e.g. ``sub-01_aseg.nii.gz``).
+        brainmask: a brain mask file (single input only; manifests have a ``brainmask`` column).
+
+    Returns:
+        Cases sorted by id.
+    """
+    from mednet_pvs.data.cases import load_cases
+
+    src = Path(source).expanduser()
+    if not src.exists():
+        raise InputError(src, "not found (give a NIfTI file, a folder of them, or a manifest)")
+    if src.is_file() and NIFTI.search(src.name):
+        cases = [CaseInput(_stem(src), src, Path(brainmask) if brainmask else None)]
+    elif src.is_dir() and not ((src / "manifest.csv").exists() or (src / "manifest.tsv").exists() or any(p.is_dir() for p in src.glob("sub-*"))):
+        files = sorted(p for p in src.iterdir() if p.is_file() and NIFTI.search(p.name))
+        if not files:
+            raise InputError(src, "folder holds no .nii/.nii.gz files")
+        cases = [CaseInput(_stem(p), p) for p in files]
+    else:
+        cases = []
+        for c in load_cases(src, require_label=False):
+            if len(c.images) != 1:
+                raise InputError(src, f"case {c.key}: {len(c.images)} image channels; predict takes single-channel models")
+            cases.append(CaseInput(c.key, Path(c.images[0]), c.brainmask))
+    if brainmask and len(cases) > 1:
+        raise InputError(brainmask, "a single brain mask file was given for several inputs; use a manifest's brainmask column")
+    ids = [c.case_id for c in cases]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise InputError(src, f"several inputs share the case id(s) {', '.join(dupes)}: outputs would clash")
+    if regions is not None:
+        cases = _attach_regions(cases, Path(regions))
+    return sorted(cases, key=lambda c: c.case_id)
+
+
+def _attach_regions(cases: list[CaseInput], regions: Path) -> list[CaseInput]:
+    if regions.is_file():
+        if len(cases) != 1:
+            raise InputError(regions, "one region map was given for several inputs; give a folder of <case id>*.nii.gz")
+        return [CaseInput(cases[0].case_id, cases[0].image, cases[0].brainmask, regions)]
+    if not regions.is_dir():
+        raise InputError(regions, "region map not found")
+    files = sorted(p for p in regions.iterdir() if NIFTI.search(p.name))
+    out = []
+    for c in cases:
+        match = [p for p in files if p.name.startswith(c.case_id)]
+        out.append(CaseInput(c.case_id, c.image, c.brainmask, match[0] if match else None))
+    return out
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` (1 <= K <= N) -> ``(K, N)``; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ConfigError(f"--shard must be K/N with 1 <= K <= N (e.g. 1/4), not {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def select_shard(cases: Sequence[CaseInput], shard: tuple[int, int] | None) -> list[CaseInput]:
+    """Every n-th case of the id-sorted list, starting at the k-th (1-based)."""
+    ordered = sorted(cases, key=lambda c: c.case_id)
+    if shard is None:
+        return ordered
+    k, n = shard
+    return ordered[k - 1 :: n]
+
+
+def case_outputs(outdir: PathType, case_id: str) -> dict[str, Path]:
+    """Where a case's outputs go (the clusters CSV is written last: its presence means done)."""
+    d = Path(outdir) / case_id
+    return {
+        "mask": d / f"{case_id}_mask.nii.gz",
+        "prob": d / f"{case_id}_prob.nii.gz",
+        "stats": d / f"{case_id}_stats.json",
+        "clusters": d / f"{case_id}_clusters.csv",
+        "preview": d / f"{case_id}_preview.png",
+    }
+
+
+def predict_batch(
+    cases: Sequence[CaseInput],
+    outdir: PathType,
+    model: Any,
+    *,
+    tta: bool | None = None,
+    step: float | None = None,
+    save_probs: bool = False,
+    preview: bool = False,
+    overwrite: bool = False,
+    shard: tuple[int, int] | None = None,
+    on_case: Callable[[str, str, str], None] | None = None,
+) -> BatchReport:
+    """Segment every case, write its outputs, and a summary CSV of all cases of this shard.
+
+    Args:
+        cases: from :func:`collect_inputs`.
+        outdir: output folder (created).
+        model: anything with ``predict(image, brainmask=, tta=, step=) -> Prediction``.
+        tta, step: passed to ``predict``.
+        save_probs: also write the probability map.
+        preview: also write a PNG overview (orthogonal slices, mask overlaid).
+        overwrite: redo cases already done.
+        shard: ``(k, n)``: only this process's share of the cases.
+        on_case: called as ``on_case(case_id, status, message)`` with status ``done``,
+            ``skipped`` or ``failed`` (progress display).
+
+    Returns:
+        :class:`BatchReport`.
+    """
+    import time
+
+    from mednet_pvs.analysis.burden import pvs_burden, summary_row, write_case_outputs, write_summary
+
+    out = Path(outdir)
+    report = BatchReport()
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for case in select_shard(cases, shard):
+        paths = case_outputs(out, case.case_id)
+        if paths["clusters"].exists() and paths["stats"].exists() and not overwrite:
+            rows.append(summary_row(json.loads(paths["stats"].read_text()), case.case_id))
+            report.skipped.append(case.case_id)
+            if on_case:
+                on_case(case.case_id, "skipped", "already done")
+            continue
+        try:
+            pred = model.predict(case.image, brainmask=case.brainmask, tta=tta, step=step)
+            burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=case.regions)
+            write_case_outputs(
+                burden, paths["mask"].parent, like=pred.scan, probs=pred.probabilities if save_probs else None, prefix=f"{case.case_id}_"
+            )
+            if preview:
+                from mednet_pvs.viz import save_overview
+
+                save_overview(pred.scan.data, pred.mask, pred.scan.affine, paths["preview"], title=f"{case.case_id}: {burden.count} PVS")
+        except MednetError as e:
+            report.failed[case.case_id] = str(e)
+        except Exception as e:  # one bad case must not stop a batch of hundreds
+            report.failed[case.case_id] = f"{case.image}: {type(e).__name__}: {e}"
+        else:
+            rows.append(burden.summary_row(case.case_id))
+            report.done.append(case.case_id)
+            if on_case:
+                on_case(case.case_id, "done", f"{burden.count} PVS, {burden.volume_mm3:.1f} mm^3")
+            continue
+        if on_case:
+            on_case(case.case_id, "failed", report.failed[case.case_id])
+    if rows:
+        name = "summary.csv" if shard is None else f"summary_shard-{shard[0]}-of-{shard[1]}.csv"
+        report.summary = write_summary(rows, out / name)
+    report.seconds["total"] = time.perf_counter() - t0
+    return report
+
+
+def load_model(model: Any, *, device: str | None = None) -> Any:
+    """A ready model from a model object, a bundle folder, or ``"frangi"`` / ``"frangi-t1w"``.
+
+    Named zoo models (``load_pretrained``) are not available yet: a name that is neither a folder
+    nor a Frangi preset is a :class:`ConfigError` that says what can be given.
+    """
+    from mednet_pvs.inference.bundle import load_bundle
+    from mednet_pvs.inference.frangi_model import FrangiModel
+
+    if hasattr(model, "predict"):
+        return model
+    text = str(model)
+    presets = {"frangi": "T2w", "frangi-t2w": "T2w", "frangi-t1w": "T1w", "frangi-flair": "FLAIR"}
+    if text.lower() in presets:
+        return FrangiModel.for_contrast(presets[text.lower()])
+    if Path(text).expanduser().is_dir():
+        return load_bundle(Path(text).expanduser(), device=device)
+    raise ConfigError(
+        f"unknown model {text!r}: give a model folder (config.json + model.safetensors) or one of "
+        f"{', '.join(sorted(presets))}; named zoo models are not available in this version"
+    )

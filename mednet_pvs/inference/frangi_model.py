@@ -1,0 +1,76 @@
+"""The classical baseline behind the same ``predict`` interface as the learned models.
+
+    model = FrangiModel.for_contrast("T2w")         # or load a saved one: load_model("frangi_folder/")
+    pred = model.predict("scan.nii.gz", brainmask="brain.nii.gz")
+
+Multi-scale Hessian vesselness (:mod:`mednet_pvs.classical.frangi`) on the scan's own grid and
+spacing, restricted to the brain mask when given (else the whole image: give a mask for unstripped
+heads), thresholded at the config's ``threshold`` (fit it on training data with
+:func:`mednet_pvs.classical.fit_threshold`). Saved as a bundle folder whose ``config.json`` has
+``"kind": "frangi"`` and no weights file.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mednet_pvs.classical.frangi import FrangiConfig, FrangiSegmenter
+from mednet_pvs.inference.model import Prediction, load_grid_mask
+from mednet_pvs.io import ImageSource, PathType, load_image
+
+
+class FrangiModel:
+    """Frangi vesselness as a model with no weights.
+
+    Args:
+        config: the filter and threshold settings.
+        name: a short name for logs and outputs.
+        meta: anything worth keeping with it (contrast, how the threshold was fit).
+    """
+
+    def __init__(self, config: FrangiConfig | dict | None = None, *, name: str = "frangi", meta: dict | None = None) -> None:
+        self.config = config if isinstance(config, FrangiConfig) else FrangiConfig.from_dict(config or {})
+        self.name = name
+        self.meta = dict(meta or {})
+
+    @classmethod
+    def for_contrast(cls, contrast: str, **kwargs: Any) -> FrangiModel:
+        """Default settings with the polarity of ``contrast`` (T2w bright, T1w/FLAIR dark tubes)."""
+        return cls(FrangiConfig.for_contrast(contrast, **kwargs), name=f"frangi-{contrast.lower()}", meta={"contrast": contrast})
+
+    def predict(
+        self,
+        image: ImageSource,
+        *,
+        brainmask: ImageSource | None = None,
+        tta: bool | None = None,
+        step: float | None = None,
+        threshold: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Prediction:
+        """Segment PVS in one scan; ``tta`` and ``step`` do not apply and are ignored."""
+        t0 = time.perf_counter()
+        scan = load_image(image)
+        bm = None if brainmask is None else load_grid_mask(brainmask, scan)
+        config = self.config if threshold is None else FrangiConfig.from_dict({**self.config.to_dict(), "threshold": threshold})
+        response, mask = FrangiSegmenter(config).predict(scan.data, scan.spacing, bm)
+        if progress is not None:
+            progress(1, 1)
+        info = {"model": self.name, "seconds": {"total": time.perf_counter() - t0}}
+        return Prediction(probabilities=response.astype(np.float32), mask=mask.astype(np.uint8), scan=scan, info=info)
+
+    def save_pretrained(self, folder: PathType, *, card: str | None = None) -> Path:
+        """Write ``config.json`` (kind ``frangi``) and a short model card."""
+        from mednet_pvs.inference.bundle import CARD, CONFIG, FORMAT
+        from mednet_pvs.io import write_json, write_text
+
+        folder = Path(folder)
+        write_json({"format": FORMAT, "kind": "frangi", "name": self.name, "frangi": self.config.to_dict(), "meta": self.meta}, folder / CONFIG)
+        write_text(card or f"# {self.name}\n\nFrangi vesselness baseline (no weights): `{self.config.to_dict()}`\n", folder / CARD)
+        return folder
+
+    def __repr__(self) -> str:
+        return f"FrangiModel(name={self.name!r}, polarity={self.config.polarity!r}, threshold={self.config.threshold})"
