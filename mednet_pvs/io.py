@@ -149,8 +149,8 @@ def _check_gzip(p: Path) -> None:
         with gzip.open(p) as f:
             while f.read(1 << 24):
                 pass
-    except gzip.BadGzipFile:
-        raise InputError(p, "not a gzip file although named .gz (not a NIfTI .nii.gz)") from None
+    except gzip.BadGzipFile as e:
+        raise InputError(p, f"not a readable NIfTI file: not a valid gzip stream although named .gz ({e})") from None
     except (EOFError, zlib.error, OSError) as e:
         raise InputError(p, f"truncated or corrupt gzip file ({e})") from None
 

@@ -100,7 +100,7 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     cases: dict[str, tuple[Path, str]] = {}
     p = tmp_path / "notes.nii.gz"
     p.write_text("this is not an image")
-    cases["not_nifti"] = (p, "not a gzip file although named .gz")
+    cases["not_nifti"] = (p, "not a readable NIfTI file: not a valid gzip stream")
     p = tmp_path / "garbage.nii"
     p.write_bytes(b"\x00not an image header" * 40)
     cases["garbage_nii"] = (p, "not a readable NIfTI file")
