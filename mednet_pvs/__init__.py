@@ -1,16 +1,54 @@
 """mednet-pvs: segment enlarged perivascular spaces (PVS) in brain MRI.
 
-Public API (more arrives with the networks, inference and zoo modules)::
+    from mednet_pvs import load_image, make_phantom, PVSModel, pvs_burden, evaluate
 
-    from mednet_pvs import load_image, save_like, make_phantom, PhantomConfig
+    model = PVSModel.from_pretrained("model_folder/")      # a model bundle folder
+    pred = model.predict("scan.nii.gz")                     # probabilities + mask on the input grid
+    burden = pvs_burden(pred.mask, pred.scan.affine)        # count, volume, per-cluster table
+
+Heavy parts (torch, TorchIO, pandas) load on first use of the names that need them.
 """
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0.dev0"
 
 from mednet_pvs.errors import ConfigError, InputError, MednetError
 from mednet_pvs.io import Scan, load_image, save_like
 from mednet_pvs.synth import PhantomConfig, make_phantom
+
+#: name -> module, imported on first access (PEP 562).
+_LAZY = {
+    "PVSModel": "mednet_pvs.inference.model",
+    "InferenceConfig": "mednet_pvs.inference.model",
+    "Prediction": "mednet_pvs.inference.model",
+    "load_model": "mednet_pvs.inference.batch",
+    "predict_batch": "mednet_pvs.inference.batch",
+    "pvs_burden": "mednet_pvs.analysis.burden",
+    "evaluate": "mednet_pvs.analysis.evaluate",
+    "create_network": "mednet_pvs.nets",
+    "list_networks": "mednet_pvs.nets",
+    "PreprocessConfig": "mednet_pvs.data.preprocessing",
+    "PVSDataModule": "mednet_pvs.data.datamodule",
+    "load_cases": "mednet_pvs.data.cases",
+    "validate_cases": "mednet_pvs.data.checks",
+    "save_overview": "mednet_pvs.viz",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mednet_pvs' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "__version__",
@@ -19,7 +57,8 @@ __all__ = [
     "MednetError",
     "PhantomConfig",
     "Scan",
-    "make_phantom",
     "load_image",
+    "make_phantom",
     "save_like",
+    *_LAZY,
 ]
