@@ -83,7 +83,12 @@ def _is_cohort(folder: Path) -> bool:
 
 
 def _nifti_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(_NII))
+    """NIfTI files of a folder; a ``mednet-pvs predict`` output folder (``<case>/<case>_mask.nii.gz``) gives its masks."""
+    def nii(ps):
+        return sorted(p for p in ps if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(_NII))
+
+    files = nii(folder.iterdir())
+    return files or nii(folder.glob("*/*_mask.nii.gz"))
 
 
 def _cohort(src: Path) -> tuple[dict[str, Path], dict[str, Path]]:

@@ -74,3 +74,36 @@ class FrangiModel:
 
     def __repr__(self) -> str:
         return f"FrangiModel(name={self.name!r}, polarity={self.config.polarity!r}, threshold={self.config.threshold})"
+
+
+def fit_frangi(source: PathType, contrast: str = "T2w", **config: Any) -> tuple[FrangiModel, Any]:
+    """Fit the Frangi threshold on a labelled cohort (manifest or BIDS folder).
+
+    Args:
+        source: cohort with ``image``, ``label`` and (recommended) ``brainmask`` per case.
+        contrast: sets the polarity (``T2w`` bright tubes, ``T1w``/``FLAIR`` dark).
+        config: other :class:`FrangiConfig` fields (e.g. ``sigmas_mm``).
+
+    Returns:
+        ``(model, fit)``: a :class:`FrangiModel` with the best threshold (its ``meta`` records the
+        training Dice and cases) and the :class:`~mednet_pvs.classical.frangi.ThresholdFit`.
+    """
+    from mednet_pvs.classical.frangi import fit_threshold
+    from mednet_pvs.data.cases import load_cases
+
+    cases = load_cases(source, require_label=True)
+    images, labels, masks, spacings = [], [], [], []
+    for c in cases:
+        if len(c.images) != 1:
+            raise InputError(source, f"case {c.key}: the Frangi baseline takes one image channel, not {len(c.images)}")
+        scan = load_image(c.images[0])
+        label = load_image(c.label, kind="label")
+        if label.shape != scan.shape:
+            raise InputError(c.label, f"label shape {label.shape} does not match the image {c.images[0]} ({scan.shape})")
+        images.append(scan.data)
+        labels.append(label.data > 0)
+        masks.append(None if c.brainmask is None else load_grid_mask(c.brainmask, scan))
+        spacings.append(scan.spacing)
+    fit = fit_threshold(images, labels, masks, spacings=spacings, config=FrangiConfig.for_contrast(contrast, **config))
+    meta = {"contrast": contrast, "training_data": str(source), "n_cases": len(cases), "train_dice": fit.best_dice}
+    return FrangiModel(fit.config, name=f"frangi-{contrast.lower()}", meta=meta), fit
