@@ -35,6 +35,11 @@ _LAZY = {
     "load_cases": "mednet_pvs.data.cases",
     "validate_cases": "mednet_pvs.data.checks",
     "save_overview": "mednet_pvs.viz",
+    "show": "mednet_pvs.viz",
+    "show_slices": "mednet_pvs.viz",
+    "show_mip": "mednet_pvs.viz",
+    "show_mosaic": "mednet_pvs.viz",
+    "show_cluster_gallery": "mednet_pvs.viz",
 }
 
 

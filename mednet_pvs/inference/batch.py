@@ -195,9 +195,9 @@ def predict_batch(
                 burden, paths["mask"].parent, like=pred.scan, probs=pred.probabilities if save_probs else None, prefix=f"{case.case_id}_"
             )
             if preview:
-                from mednet_pvs.viz import save_overview
+                from mednet_pvs.viz import show
 
-                save_overview(pred.scan.data, pred.mask, pred.scan.affine, paths["preview"], title=f"{case.case_id}: {burden.count} PVS")
+                show(pred, title=f"{case.case_id}: {burden.count} PVS", save=paths["preview"])
         except MednetError as e:
             report.failed[case.case_id] = str(e)
         except Exception as e:  # one bad case must not stop a batch of hundreds

@@ -1,11 +1,11 @@
-"""mednet_pvs.viz: the overview picture and RAS reorientation."""
+"""mednet_pvs.viz: the overview picture (``predict --preview``, ``synth demo``) and RAS reorientation."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from mednet_pvs.errors import InputError
-from mednet_pvs.viz import richest_point, save_overview, to_ras
+from mednet_pvs.viz import richest_point, save_overview, show_slices, to_ras
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +58,21 @@ def test_to_ras_undoes_flips_and_permutations():
 
 def test_bad_inputs_are_input_errors(tmp_path):
     img, lab, aff = _toy()
-    with pytest.raises(InputError, match="3-D"):
+    with pytest.raises(InputError, match=r"<image array>: a 3-D volume is needed"):
         save_overview(img[0], None, aff, tmp_path / "x.png")
-    with pytest.raises(InputError, match="shape"):
+    with pytest.raises(InputError, match=r"<mask array>: .*shape \(19, 24, 16\)"):
         save_overview(img, lab[:-1], aff, tmp_path / "x.png")
+    assert list(tmp_path.iterdir()) == []  # nothing written on failure
+
+
+def test_overview_layout_is_two_rows_of_three_views():
+    """save_overview draws show_slices(mode="overlay", plain=True): image row, then image + red label."""
+    img, lab, aff = _toy()
+    fig = show_slices(img, lab, aff, mode="overlay", plain=True)
+    assert len([ax for ax in fig.axes if ax.images]) == 6
+    top, bottom = fig.axes[:3], fig.axes[3:6]
+    assert [ax.get_title().split()[0] for ax in top] == ["sagittal", "coronal", "axial"]
+    assert [len(ax.images) for ax in top] == [1, 1, 1]  # the image alone
+    assert [len(ax.images) for ax in bottom] == [2, 2, 2]  # + the label, each view crossing it
+    red = bottom[2].images[1].get_array()
+    assert red[..., 0].max() == 1.0 and red[..., 1:3].max() < 0.2  # a red fill
