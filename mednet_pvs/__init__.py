@@ -1,8 +1,8 @@
 """mednet-pvs: segment enlarged perivascular spaces (PVS) in brain MRI.
 
-    from mednet_pvs import load_image, make_phantom, PVSModel, pvs_burden, evaluate
+    from mednet_pvs import load_image, make_phantom, load_pretrained, pvs_burden, evaluate
 
-    model = PVSModel.from_pretrained("model_folder/")      # a model bundle folder
+    model = load_pretrained("model_folder/")                # a bundle folder, hf://..., or a zoo name
     pred = model.predict("scan.nii.gz")                     # probabilities + mask on the input grid
     burden = pvs_burden(pred.mask, pred.scan.affine)        # count, volume, per-cluster table
 
@@ -24,7 +24,6 @@ _LAZY = {
     "PVSModel": "mednet_pvs.inference.model",
     "InferenceConfig": "mednet_pvs.inference.model",
     "Prediction": "mednet_pvs.inference.model",
-    "load_model": "mednet_pvs.inference.batch",
     "predict_batch": "mednet_pvs.inference.batch",
     "pvs_burden": "mednet_pvs.analysis.burden",
     "evaluate": "mednet_pvs.analysis.evaluate",
@@ -34,6 +33,11 @@ _LAZY = {
     "PVSDataModule": "mednet_pvs.data.datamodule",
     "load_cases": "mednet_pvs.data.cases",
     "validate_cases": "mednet_pvs.data.checks",
+    "load_pretrained": "mednet_pvs.zoo",
+    "save_pretrained": "mednet_pvs.zoo",
+    "push_to_hub": "mednet_pvs.zoo",
+    "list_models": "mednet_pvs.zoo",
+    "import_nnunet_v1": "mednet_pvs.zoo",
     "save_overview": "mednet_pvs.viz",
     "show": "mednet_pvs.viz",
     "show_slices": "mednet_pvs.viz",

@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
     def predict(
         inputs: Path = typer.Option(..., "-i", "--input", help="A NIfTI scan, a folder of scans, a manifest .csv/.tsv or a BIDS-like folder."),
         outdir: Path = typer.Option(..., "-o", "--out", help="Output folder (one subfolder per case, plus summary.csv)."),
-        model: str = typer.Option(..., "-m", "--model", help="A model folder (config.json + model.safetensors), or frangi / frangi-t1w."),
+        model: str = typer.Option(..., "-m", "--model", help="A registry name (mednet-pvs models), hf://owner/repo@<commit>, a model folder, or an nnU-Net v1 result folder."),
         device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
         tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Mirroring test-time augmentation (default: the model's setting)."),
         step: Optional[float] = typer.Option(None, help="Sliding-window step as a fraction of the patch (default: the model's, 0.5)."),
@@ -27,13 +27,14 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from mednet_pvs.inference.batch import collect_inputs, load_model, parse_shard, predict_batch, select_shard
+        from mednet_pvs.inference.batch import collect_inputs, parse_shard, predict_batch, select_shard
+        from mednet_pvs.zoo import load_pretrained
 
         console = Console(stderr=True, soft_wrap=True)
         shard_kn = parse_shard(shard)
         cases = collect_inputs(inputs, regions=regions, brainmask=brainmask)
         todo = select_shard(cases, shard_kn)
-        net = load_model(model, device=device)
+        net = load_pretrained(model, device=device)
         console.print(f"model: {net!r}; {len(todo)} case(s)" + (f" (shard {shard})" if shard else ""))
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("predicting", total=len(todo))

@@ -1,7 +1,7 @@
 """Predict many scans: inputs, shards, resume, per-case outputs and one summary.
 
     cases = collect_inputs("scans/")                    # a file, a folder, a manifest or BIDS folder
-    report = predict_batch(cases, "out/", load_model("model_folder/"))
+    report = predict_batch(cases, "out/", load_pretrained("model_folder/"))   # mednet_pvs.zoo
 
 Each case gets ``out/<case>/<case>_mask.nii.gz`` (uint8), optional ``<case>_prob.nii.gz``,
 ``<case>_stats.json`` and ``<case>_clusters.csv`` (written atomically, the CSV last: a case whose
@@ -215,26 +215,3 @@ def predict_batch(
         report.summary = write_summary(rows, out / name)
     report.seconds["total"] = time.perf_counter() - t0
     return report
-
-
-def load_model(model: Any, *, device: str | None = None) -> Any:
-    """A ready model from a model object, a bundle folder, or ``"frangi"`` / ``"frangi-t1w"``.
-
-    Named zoo models (``load_pretrained``) are not available yet: a name that is neither a folder
-    nor a Frangi preset is a :class:`ConfigError` that says what can be given.
-    """
-    from mednet_pvs.inference.bundle import load_bundle
-    from mednet_pvs.inference.frangi_model import FrangiModel
-
-    if hasattr(model, "predict"):
-        return model
-    text = str(model)
-    presets = {"frangi": "T2w", "frangi-t2w": "T2w", "frangi-t1w": "T1w", "frangi-flair": "FLAIR"}
-    if text.lower() in presets:
-        return FrangiModel.for_contrast(presets[text.lower()])
-    if Path(text).expanduser().is_dir():
-        return load_bundle(Path(text).expanduser(), device=device)
-    raise ConfigError(
-        f"unknown model {text!r}: give a model folder (config.json + model.safetensors) or one of "
-        f"{', '.join(sorted(presets))}; named zoo models are not available in this version"
-    )

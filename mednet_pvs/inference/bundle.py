@@ -71,12 +71,16 @@ def save_bundle(model: Any, folder: PathType, *, card: str | None = None) -> Pat
     """Write ``model`` (a PVSModel) as a bundle folder; each file is written atomically."""
     from safetensors.torch import save_file
 
+    from mednet_pvs.nets.state_dicts import alias_groups
+
     folder = Path(folder)
     config = bundle_config(model)
     tensors: dict[str, torch.Tensor] = {}
     for member, net in zip(config["members"], model.networks):
+        canonical = alias_groups(net)  # modules registered twice share tensors: store each tensor once
         for key, value in net.state_dict().items():
-            tensors[f"{member}.{key}"] = value.detach().to("cpu").contiguous()
+            if key in canonical:
+                tensors[f"{member}.{key}"] = value.detach().to("cpu").contiguous()
     with atomic_path(folder / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
     write_json(config, folder / CONFIG)
@@ -112,6 +116,7 @@ def load_bundle(folder: PathType, *, device: str | torch.device | None = None) -
 
     from mednet_pvs.inference.model import PVSModel
     from mednet_pvs.nets import create_network_from_config
+    from mednet_pvs.nets.state_dicts import load_exact
 
     folder = Path(folder)
     config = read_config(folder)
@@ -140,16 +145,9 @@ def load_bundle(folder: PathType, *, device: str | torch.device | None = None) -
         if not sd:
             raise InputError(wpath, f"no weights for member {member!r}")
         try:
-            result = net.load_state_dict(sd, strict=False)
-        except RuntimeError as e:  # shape mismatches
+            load_exact(net, sd, f"weights of {member!r}")  # fills in aliases; names missing/unexpected/misshapen keys
+        except ConfigError as e:
             raise InputError(wpath, f"weights of {member!r} do not fit the network {config['network'].get('name')!r}: {e}") from None
-        if result.missing_keys or result.unexpected_keys:
-            raise InputError(
-                wpath,
-                f"weights of {member!r} do not fit the network {config['network'].get('name')!r}: "
-                f"{len(result.missing_keys)} missing (e.g. {result.missing_keys[:3]}), "
-                f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:3]})",
-            )
         networks.append(net)
     try:
         return PVSModel(

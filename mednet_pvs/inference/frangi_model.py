@@ -1,6 +1,6 @@
 """The classical baseline behind the same ``predict`` interface as the learned models.
 
-    model = FrangiModel.for_contrast("T2w")         # or load a saved one: load_model("frangi_folder/")
+    model = FrangiModel.for_contrast("T2w")         # or a saved one: mednet_pvs.load_pretrained("frangi_folder/")
     pred = model.predict("scan.nii.gz", brainmask="brain.nii.gz")
 
 Multi-scale Hessian vesselness (:mod:`mednet_pvs.classical.frangi`) on the scan's own grid and

@@ -1,0 +1,97 @@
+"""``mednet-pvs models`` (the registry) and ``mednet-pvs import-nnunet-v1`` (authors' folders -> bundle)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("models")
+    def models(
+        name: Optional[str] = typer.Argument(None, help="A model name (show its details) or a wildcard pattern such as 'mednet-*'."),
+    ) -> None:
+        """List the registered models: contrast, network, reported figures, where the weights come from."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from mednet_pvs.errors import ConfigError
+        from mednet_pvs.zoo.registry import find_entry, model_entries, unknown_name_message
+
+        console = Console(soft_wrap=True)
+        entry = find_entry(name) if name and not any(c in name for c in "*?[") else None
+        if entry is not None:
+            _show_entry(console, entry)
+            return
+        entries = model_entries(name or "*")
+        if name and not entries:
+            raise ConfigError(unknown_name_message(name))
+        table = Table(title="mednet-pvs models")
+        table.add_column("name", no_wrap=True)
+        for col in ("contrast", "network", "regions", "validation (reported)", "weights"):
+            table.add_column(col)
+        for e in entries:
+            row = e.summary_row()
+            table.add_row(row["name"], row["contrast"], row["network"], row["regions"], row["validation"], row["weights"])
+        console.print(table)
+        console.print("Details: mednet-pvs models <name>. Load: load_pretrained('<name>') or mednet-pvs predict -m <name>.")
+
+    @app.command("import-nnunet-v1")
+    def import_nnunet_v1(
+        folder: Path = typer.Argument(..., help="nnU-Net v1 result folder: <Task>/<Trainer>__<Plans> (or a folder above one, or one fold_<k>)."),
+        out: Path = typer.Option(..., "-o", "--out", help="Bundle folder to write (config.json, model.safetensors, README.md)."),
+        name: Optional[str] = typer.Option(None, "--name", help="Model name; a registry name (e.g. mednet-pvs-t2w) also attaches its figures and citation."),
+        folds: Optional[str] = typer.Option(None, "--folds", help="Comma-separated folds to use (e.g. 0,1,2 or all); default every fold found."),
+        checkpoint: str = typer.Option("model_final_checkpoint", "--checkpoint", help="Checkpoint stem (model_final_checkpoint, model_best)."),
+        training_orientation: str = typer.Option("RAS", "--training-orientation", help="Axis codes the training scans were stored in (nnU-Net v1 does not reorient)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a bundle already in --out."),
+    ) -> None:
+        """Turn the authors' nnU-Net v1 result folders (all folds) into one mednet-pvs model bundle."""
+        import warnings
+
+        from rich.console import Console
+
+        from mednet_pvs.errors import ConfigError
+        from mednet_pvs.zoo.nnunet_v1 import ZooImportWarning, import_nnunet_v1
+        from mednet_pvs.zoo.pretrained import save_pretrained
+
+        console = Console(stderr=True, soft_wrap=True)
+        if (out / "config.json").exists() and not overwrite:
+            raise ConfigError(f"{out} already holds a model (config.json); pass --overwrite to replace it")
+        chosen = [f.strip() for f in folds.split(",") if f.strip()] if folds else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ZooImportWarning)  # printed below from meta
+            model = import_nnunet_v1(folder, folds=chosen, checkpoint=checkpoint, name=name,
+                                     training_orientation=training_orientation, device="cpu")
+        save_pretrained(model, out, load_as=str(out))
+        src, pre, inf = model.meta["source"], model.preprocessing, model.inference
+        console.print(f"imported {src['trainer']} ({src['task']}), folds {', '.join(src['folds'])}: "
+                      f"{model.network['name']}, {len(model.networks)} member(s)", highlight=False)
+        console.print(f"preprocessing: spacing {pre.target_spacing} mm, orientation {pre.orientation}, {pre.normalisation}; "
+                      f"patch {inf.patch_size}, mirroring axes {inf.mirror_axes}", highlight=False)
+        for w in model.meta.get("import_warnings", []):
+            console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        console.print(f"wrote {out} (config.json, model.safetensors, README.md); load it with load_pretrained('{out}') "
+                      f"or mednet-pvs predict -m {out}", highlight=False)
+
+
+def _show_entry(console, entry) -> None:  # noqa: ANN001 - rich Console, ZooEntry
+    """Print one entry in full (what it is, figures, how to get the weights)."""
+    row = entry.summary_row()
+    console.print(f"[bold]{entry.name}[/]: {entry.title}", highlight=False)
+    for key in ("contrast", "network", "regions", "weights"):
+        if row[key]:
+            console.print(f"  {key}: {row[key]}", highlight=False)
+    if entry.training_data:
+        console.print(f"  training data: {entry.training_data}", highlight=False)
+    for f in entry.validation:
+        console.print(f"  {f.metric} {f.region or ''}: {f.value:.2f} ({f.protocol or ''}; {f.data or ''})", highlight=False)
+    w = entry.weights
+    if w.kind == "external":
+        console.print(f"  how to get the weights: {' '.join(str(w.how_to_get).split())}", highlight=False)
+        console.print(f"  import: {w.import_command}", highlight=False)
+    if entry.licence:
+        console.print(f"  licence: {entry.licence}", highlight=False)
+    if entry.citation:
+        console.print(f"  cite: {' '.join(entry.citation.split())}", highlight=False)
