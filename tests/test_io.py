@@ -179,3 +179,12 @@ def test_save_like_rejects_wrong_shape(tmp_path):
     with pytest.raises(ValueError, match="does not match the reference grid"):
         save_like(np.zeros((3, 3, 3)), scan, tmp_path / "x.nii.gz")
     assert not any(tmp_path.iterdir())
+
+
+def test_atomic_write_uses_normal_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = write_json({"a": 1}, tmp_path / "x.json")
+    finally:
+        os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == 0o644
