@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from mednet_pvs.config import Config
 from mednet_pvs.errors import ConfigError, InputError
 
 Polarity = Literal["bright", "dark"]
@@ -55,7 +56,7 @@ CONTRAST_POLARITY: dict[str, Polarity] = {"t2w": "bright", "t1w": "dark", "flair
 
 
 @dataclass
-class FrangiConfig:
+class FrangiConfig(Config):
     """Parameters of the Frangi baseline, saved with a model like any config (``to_dict``).
 
     Attributes:
@@ -70,6 +71,8 @@ class FrangiConfig:
         scale_normalise: multiply the Hessian by ``sigma_mm^2`` (False reproduces skimage).
         truncate: Gaussian kernel radius in standard deviations.
     """
+
+    _what = "Frangi"
 
     sigmas_mm: tuple[float, ...] = (0.5, 1.0, 1.5)
     alpha: float = 0.5
@@ -100,21 +103,6 @@ class FrangiConfig:
         except KeyError:
             raise ConfigError(f"unknown contrast {contrast!r}; one of T1w, T2w, FLAIR") from None
         return cls(polarity=pol, **kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (``sigmas_mm`` as a list)."""
-        d = asdict(self)
-        d["sigmas_mm"] = list(self.sigmas_mm)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FrangiConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown Frangi config key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 # ------------------------------------------------------------------------------- Gaussian kernels

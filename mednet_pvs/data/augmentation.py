@@ -26,7 +26,8 @@ import torch
 import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
 
-from mednet_pvs.data.preprocessing import DictConfig, PadToShape, PreprocessConfig, _as_config, build_preprocessing
+from mednet_pvs.config import Config
+from mednet_pvs.data.preprocessing import PadToShape, PreprocessConfig, _as_config, build_preprocessing
 from mednet_pvs.errors import ConfigError
 
 PRESETS = ("nnunet", "mri", "none")
@@ -34,7 +35,7 @@ Range = tuple[float, float]
 
 
 @dataclass
-class AugmentationConfig(DictConfig):
+class AugmentationConfig(Config):
     """Probabilities (``*_p``, 0-1, per volume) and ranges of every augmentation; JSON-able.
 
     Spatial: ``rotation_degrees`` (+-, each axis), ``scaling`` (zoom factor range, isotropic),

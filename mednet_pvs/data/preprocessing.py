@@ -41,7 +41,7 @@ the resampling are not invertible there, hence the affine route.)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torchio as tio
 
+from mednet_pvs.config import Config
 from mednet_pvs.errors import ConfigError
 from mednet_pvs.io import PathType, load_image
 
@@ -56,29 +57,12 @@ IMAGE, LABEL, BRAINMASK = "image", "label", "brainmask"
 Normalisation = Literal["zscore", "percentile", "none"]
 
 
-class DictConfig:
-    """Mixin of this package's dataclass configs: ``to_dict`` (JSON-able) and ``from_dict``."""
-
-    _what = "config"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Any:
-        """Inverse of :meth:`to_dict`; unknown keys are a :class:`ConfigError` naming them."""
-        if not isinstance(d, dict):
-            raise ConfigError(f"{cls._what} config must be a dict, not {type(d).__name__}")
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown {cls._what} option(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+#: Kept for code written against the data layer's first version.
+DictConfig = Config
 
 
 @dataclass
-class PreprocessConfig(DictConfig):
+class PreprocessConfig(Config):
     """How scans are prepared for the network; JSON-able, travels with the model weights.
 
     Attributes:

@@ -25,20 +25,20 @@ from torch import nn
 from mednet_pvs.data.preprocessing import (
     BRAINMASK,
     IMAGE,
-    DictConfig,
     PreprocessConfig,
     build_preprocessing,
     foreground_mask,
     subject_from_arrays,
     to_input_grid,
 )
+from mednet_pvs.config import Config
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.inference.sliding_window import SlidingWindowConfig, sliding_window_predict
 from mednet_pvs.io import ImageSource, PathType, Scan, load_image, save_like
 
 
 @dataclass
-class InferenceConfig(DictConfig):
+class InferenceConfig(Config):
     """How a model predicts; JSON-able, saved in the bundle's ``config.json``.
 
     Attributes:

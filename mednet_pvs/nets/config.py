@@ -9,61 +9,24 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, TypeVar
+from typing import Any, Mapping
 
+from mednet_pvs.config import Config, as_json, as_tuple
 from mednet_pvs.errors import ConfigError
 
-C = TypeVar("C", bound="NetConfig")
-
-
-def as_tuple(value: Any) -> Any:
-    """Lists (from JSON) become tuples, recursively; other values are returned unchanged."""
-    if isinstance(value, (list, tuple)):
-        return tuple(as_tuple(v) for v in value)
-    return value
-
-
-def _as_json(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_as_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _as_json(v) for k, v in value.items()}
-    return value
-
-
 @dataclass
-class NetConfig:
+class NetConfig(Config):
     """Base of the networks' configuration dataclasses.
 
     Sequence fields are stored as tuples (so configs compare equal after a JSON round trip);
     :meth:`to_dict` writes them as lists.
     """
 
+    _what = "network"
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             setattr(self, f.name, as_tuple(getattr(self, f.name)))
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as JSON-ready values (tuples written as lists)."""
-        return {f.name: _as_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
-        """Rebuild from :meth:`to_dict` output; unknown keys raise :class:`ConfigError`."""
-        unknown = sorted(set(d) - set(cls.field_names()))
-        if unknown:
-            raise ConfigError(
-                f"{cls.__name__}: unknown option(s) {unknown}; valid options: {cls.field_names()}"
-            )
-        return cls(**dict(d))
-
-    def replace(self: C, **changes: Any) -> C:
-        """A copy with some fields changed (unknown names raise :class:`ConfigError`)."""
-        return type(self).from_dict({**self.to_dict(), **changes})
 
 
 @dataclass(frozen=True)
@@ -78,7 +41,7 @@ class NetworkSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kwargs": _as_json(dict(self.kwargs))}
+        return {"name": self.name, "kwargs": as_json(dict(self.kwargs))}
 
     def to_json(self, **dumps_kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **dumps_kwargs)

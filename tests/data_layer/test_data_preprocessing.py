@@ -39,7 +39,7 @@ def test_config_json_round_trip():
         ({"target_spacing": (1, 1)}, "target_spacing"),
         ({"orientation": "RAA"}, "orientation"),
         ({"percentiles": (99, 1)}, "percentiles"),
-        ({"spacing": 1}, "unknown preprocessing option(s) spacing"),
+        ({"spacing": 1}, "unknown option(s) spacing for the preprocessing config"),
     ],
 )
 def test_config_errors_name_the_option(bad, text):
