@@ -239,7 +239,10 @@ class PVSModel:
         )
         t_net = time.perf_counter()
 
-        fg = probs[1:].sum(0).cpu()  # PVS = every non-background class
+        # PVS = every non-background class; with two classes a view (no extra full-volume buffer
+        # on the stitching device: it holds exactly one per class).
+        fg = (probs[1] if probs.shape[0] == 2 else probs[1:].sum(0)).cpu()
+        del probs
         fg_in = to_input_grid(fg, pre, interpolation="linear").numpy().astype(np.float32)
         np.clip(fg_in, 0.0, 1.0, out=fg_in)
         mask = fg_in > (self.inference.threshold if threshold is None else threshold)
