@@ -27,12 +27,17 @@ and batch size, returning raw logits averaged over tiles (and over mirror flips 
 * ``ours-noskip``: the same with every tile (no skipping); ``ours-nocl``: ``ours-grid`` without
   channels-last (both show where a speed-up comes from).
 * ``monai``: ``monai.inferers.sliding_window_inference(mode="gaussian", roi_weight_map=`` our
-  nnU-Net Gaussian ``)`` on the full volume; the reference of the ratios.
+  nnU-Net Gaussian ``)`` on the full volume; the reference of the ratios. ``monai-cl``: the same with
+  the network's weights made channels-last for the call (what ours does on CPU for MedNeXt), to
+  separate the sliding window's own share of a speed-up from the memory format's.
 * ``torchio``: ``tio.inference.GridSampler`` + ``GridAggregator(overlap_mode="hann")`` on the full
   volume (TorchIO has no Gaussian mode: its logits differ by the weighting; ``--torchio-mode``).
 
-Timing: ``--repeats`` rounds, methods interleaved within each round in one process (the machine is
-shared: ratios are taken per round and their median reported, and the load average is printed).
+Timing: ``--repeats`` rounds, methods interleaved within each round in one process, the order
+rotated per round (the machine is shared: ratios are taken per round and their median reported, and
+the load average is printed). Wall time and process CPU time (all threads) are both reported: on a
+machine shared with other jobs the wall time of one and the same run varies by up to 2.6x (measured:
+five runs doing identical work, 246-648 s), the CPU time much less (descheduled time does not count).
 Memory: on CPU the peak resident set of the run (Linux VmHWM, reset before each run through
 ``/proc/self/clear_refs``), given as growth over the resident set before the run; with
 ``--memory child`` every method also runs once in a fresh process (the growth printed there is
@@ -65,7 +70,7 @@ from torch import nn
 from mednet_pvs.inference import SlidingWindowConfig, gaussian_importance_map, sliding_window_predict, tile_starts
 from mednet_pvs.nets import create_network
 
-ALL_METHODS = ("ours", "ours-grid", "ours-noskip", "ours-nocl", "monai", "torchio")
+ALL_METHODS = ("ours", "ours-grid", "ours-noskip", "ours-nocl", "monai", "monai-cl", "torchio")
 
 
 # ---------------------------------------------------------------------------------- memory
@@ -245,14 +250,17 @@ def run_method(method: str, net: Counted, vol: dict, args: argparse.Namespace, d
         full[(slice(None), *box)] = out
         return full
     predictor = flip_predictor(net, mirror, amp)
-    if method == "monai":
+    if method in ("monai", "monai-cl"):
         from monai.inferers import sliding_window_inference
 
+        from mednet_pvs.inference.sliding_window import _ChannelsLast  # private: the same weight conversion as ours
+
         gauss = gaussian_importance_map(patch, 1 / 8, device=device)
-        out = sliding_window_inference(
-            image[None, None].to(device), roi_size=patch, sw_batch_size=args.batch, predictor=predictor,
-            overlap=1 - args.step, mode="gaussian", roi_weight_map=gauss, sw_device=device,
-            device=torch.device("cpu") if args.stitch_on_cpu else device)
+        with _ChannelsLast([net], method == "monai-cl"):  # channels-last weights make the convolutions channels-last
+            out = sliding_window_inference(
+                image[None, None].to(device), roi_size=patch, sw_batch_size=args.batch, predictor=predictor,
+                overlap=1 - args.step, mode="gaussian", roi_weight_map=gauss, sw_device=device,
+                device=torch.device("cpu") if args.stitch_on_cpu else device)
         return torch.as_tensor(out)[0]
     if method == "torchio":
         import torchio as tio
@@ -272,12 +280,12 @@ def timed_run(method: str, net: Counted, vol: dict, args: argparse.Namespace, de
     net.tiles = 0
     load0 = os.getloadavg()[0]
     with PeakMemory(device) as mem, torch.no_grad():  # MONAI and TorchIO leave this to the caller
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = run_method(method, net, vol, args, device)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "tiles": net.tiles // max(len(_flips(args.mirror_axes)), 1),
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "tiles": net.tiles // max(len(_flips(args.mirror_axes)), 1),
             "forward_tiles": net.tiles, "peak_gib": mem.peak_gib, "growth_gib": mem.growth_gib,
             "load": (load0, os.getloadavg()[0]), "out": out}
 
@@ -321,6 +329,7 @@ def whole_brain_tiles(vol: dict, args: argparse.Namespace) -> dict:
             "ours-noskip": count_tiles(full, args.patch, args.step, False),
             "ours-nocl": count_tiles(full, args.patch, args.step, True),
             "monai": count_tiles(full, args.patch, args.step, False),
+            "monai-cl": count_tiles(full, args.patch, args.step, False),
             "torchio": count_tiles(full, args.patch, args.step, False),
             "shape": list(full.shape)}
 
@@ -456,33 +465,37 @@ def main(argv=None) -> None:
                     outs[m] = out.cpu()
                 del out
                 runs[m].append(r)
-                print(f"  [{tta}, round {rep + 1}] {m:12} {r['seconds']:8.1f} s  tiles {r['tiles']:4d}  "
+                print(f"  [{tta}, round {rep + 1}] {m:12} {r['seconds']:8.1f} s (CPU {r['cpu_seconds']:7.1f} s)  tiles {r['tiles']:4d}  "
                       f"peak RSS +{r['growth_gib']:.2f} GiB (abs {r['peak_gib']:.2f})  load {r['load'][0]:.1f}->{r['load'][1]:.1f}",
                       flush=True)
         ref = args.reference if args.reference in methods else methods[0]
         child = {m: child_memory(args, m) for m in methods} if args.memory == "child" and device.type == "cpu" else {}
         print(f"\n{tta}: times are medians over {args.repeats} round(s); speed-up = reference time / method time, "
               f"per round, median; logits vs {ref} inside the brain")
-        head = (f"{'method':12} {'time s':>8} {'x vs ' + ref:>12} {'x vs torchio':>13} {'tiles':>6} {'GFLOP/s':>8} "
+        head = (f"{'method':12} {'time s':>8} {'x vs ' + ref:>12} {'x vs torchio':>13} {'CPU s':>8} {'CPU x vs ' + ref:>16} "
+                f"{'tiles':>6} {'GFLOP/s':>8} "
                 f"{'peak+ GiB':>10} {'child+ GiB':>10} {'max|dlogit|':>12} {'mean|dlogit|':>13} {'argmax diff':>11}")
         print(head)
         for m in methods:
             times = [r["seconds"] for r in runs[m]]
-            def ratio(other: str) -> float:
+            def ratio(other: str, key: str = "seconds") -> float:
                 if other not in runs:
                     return float("nan")
-                return statistics.median(o["seconds"] / r["seconds"] for o, r in zip(runs[other], runs[m]))
+                return statistics.median(o[key] / r[key] for o, r in zip(runs[other], runs[m]))
             agree = agreement(outs[m], outs[ref], vol["brain"])
             fwd = runs[m][0]["forward_tiles"]
             gflops = fwd * flops / statistics.median(times) / 1e9
             c = child.get(m)
+            cpu = [r["cpu_seconds"] for r in runs[m]]
             row = {"method": m, "tta": bool(mirror), "seconds": times, "median_s": statistics.median(times),
+                   "cpu_seconds": cpu, "median_cpu_s": statistics.median(cpu), "cpu_speedup_vs_ref": ratio(ref, "cpu_seconds"),
                    "speedup_vs_ref": ratio(ref), "speedup_vs_torchio": ratio("torchio"), "tiles": runs[m][0]["tiles"],
                    "gflops": gflops, "growth_gib": max(r["growth_gib"] for r in runs[m]),
                    "peak_gib": max(r["peak_gib"] for r in runs[m]), "child_growth_gib": c["growth_gib"] if c else None,
                    "loads": [r["load"] for r in runs[m]], **{f"logits_{k}": v for k, v in agree.items()}}
             results["runs"].append(row)
             print(f"{m:12} {row['median_s']:8.1f} {row['speedup_vs_ref']:11.2f}x {row['speedup_vs_torchio']:12.2f}x "
+                  f"{row['median_cpu_s']:8.1f} {row['cpu_speedup_vs_ref']:15.2f}x "
                   f"{row['tiles']:6d} {gflops:8.1f} {row['growth_gib']:10.2f} "
                   f"{(c['growth_gib'] if c else float('nan')):10.2f} {agree['max_abs']:12.2e} {agree['mean_abs']:13.2e} "
                   f"{agree['argmax_differs']:11.2e}")
@@ -499,11 +512,15 @@ def main(argv=None) -> None:
             print(f"EXTRAPOLATION (not measured) to the whole brain (lattice {counts['shape']}): "
                   "per-tile time of this run x whole-brain tile count")
             for m in methods:
-                per_tile = statistics.median(r["seconds"] for r in runs[m]) / max(runs[m][0]["tiles"], 1)
-                est = per_tile * counts[m]
+                n = max(runs[m][0]["tiles"], 1)
+                per_tile = statistics.median(r["seconds"] for r in runs[m]) / n
+                per_tile_cpu = statistics.median(r["cpu_seconds"] for r in runs[m]) / n
+                est, est_cpu = per_tile * counts[m], per_tile_cpu * counts[m]
                 results.setdefault("extrapolated", []).append({"method": m, "tta": bool(mirror), "per_tile_s": per_tile,
-                                                               "tiles": counts[m], "seconds": est})
-                print(f"  {m:12} {per_tile:7.1f} s/tile x {counts[m]:4d} tiles = {est:8.0f} s ({est / 60:.1f} min)")
+                                                               "per_tile_cpu_s": per_tile_cpu, "tiles": counts[m],
+                                                               "seconds": est, "cpu_seconds": est_cpu})
+                print(f"  {m:12} {per_tile:7.1f} s/tile (CPU {per_tile_cpu:7.1f} s) x {counts[m]:4d} tiles = "
+                      f"{est:8.0f} s wall ({est / 60:.1f} min), {est_cpu:8.0f} s CPU ({est_cpu / 60:.1f} min)")
         print(flush=True)
     print(f"load average at the end: {os.getloadavg()}")
     if args.json:

@@ -31,14 +31,14 @@ Synthetic source
 phantom ``i`` of epoch ``e`` has ``seed = seed + e * n + i`` (``n = synthetic_train_size`` per
 epoch, shared across ranks, see :class:`~mednet_pvs.data.sampling.FreshSampler`), so no two
 ranks, workers or epochs produce the same phantom. Validation phantoms use seeds from
-``seed + 2**31`` (never used for training).
+``seed + 2**31``, test phantoms from ``seed + 2**31 + 2**20`` (never used for training).
 """
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import lightning as L
 import torch
@@ -63,6 +63,8 @@ from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.io import PathType, write_json
 
 VAL_SEED_OFFSET = 2**31
+#: Seeds of synthetic test phantoms start at ``seed + TEST_SEED_OFFSET`` (after the validation ones).
+TEST_SEED_OFFSET = 2**31 + 2**20
 
 
 def _is_synthetic(source: Any) -> bool:
@@ -122,7 +124,9 @@ class PVSDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        source: PathType | Sequence[Case] | Any,
+        # Union[dict, str, list, Any], not ``PathType | Sequence[Case] | Any``: with the latter,
+        # LightningCLI (jsonargparse) turns a YAML mapping (a synthetic source) into its str().
+        source: Union[dict, str, list, Any],
         preprocessing: PreprocessConfig | dict | None = None,
         augmentation: str | AugmentationConfig | dict | None = "nnunet",
         patch_size: int | tuple[int, int, int] = 128,
@@ -303,3 +307,23 @@ class PVSDataModule(L.LightningDataModule):
         return torch.utils.data.DataLoader(
             self.val_set, batch_size=1, shuffle=False, num_workers=min(self.num_workers, max(len(self.val_set), 1)), collate_fn=collate_subjects
         )
+
+    def test_dataloader(self) -> torch.utils.data.DataLoader:
+        """Whole preprocessed test volumes, one per batch (as validation batches).
+
+        Cases: the split's ``test`` subjects (manifest ``split`` column or split file); for a
+        synthetic source, ``synthetic_val_size`` phantoms never used for training or validation.
+        """
+        self.setup("test")
+        transform = build_preprocessing(self.preprocessing)
+        if self.synthetic:
+            dataset: Dataset = PhantomDataset(self._phantom_config(), self.synthetic_val_size, self.seed + TEST_SEED_OFFSET, transform)
+        else:
+            cases = list(self.source) if isinstance(self.source, (list, tuple)) else load_cases(self.source)
+            cases = self.split.select(cases)[2] if self.split is not None else []
+            if not cases:
+                raise ConfigError("the split has no test cases (give the manifest a 'split' column with 'test' rows, "
+                                  "or a split file with a test list); use 'validate' for the validation cases")
+            dataset = tio.SubjectsDataset([subject_from_case(c) for c in cases], transform=transform)
+        return torch.utils.data.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=min(self.num_workers, len(dataset)),
+                                           collate_fn=collate_subjects)

@@ -67,8 +67,11 @@ def default_card(config: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_bundle(model: Any, folder: PathType, *, card: str | None = None) -> Path:
-    """Write ``model`` (a PVSModel) as a bundle folder; each file is written atomically."""
+def save_bundle(model: Any, folder: PathType, *, card: str | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` (a PVSModel) as a bundle folder; each file is written atomically.
+
+    ``dtype`` (e.g. ``torch.float16``) stores the floating-point weights in that type (half the
+    size); loading casts them back to the network's own dtype."""
     from safetensors.torch import save_file
 
     from mednet_pvs.nets.state_dicts import alias_groups
@@ -80,7 +83,10 @@ def save_bundle(model: Any, folder: PathType, *, card: str | None = None) -> Pat
         canonical = alias_groups(net)  # modules registered twice share tensors: store each tensor once
         for key, value in net.state_dict().items():
             if key in canonical:
-                tensors[f"{member}.{key}"] = value.detach().to("cpu").contiguous()
+                value = value.detach().to("cpu")
+                if dtype is not None and value.is_floating_point():
+                    value = value.to(dtype)
+                tensors[f"{member}.{key}"] = value.contiguous()
     with atomic_path(folder / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
     write_json(config, folder / CONFIG)

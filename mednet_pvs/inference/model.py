@@ -260,11 +260,12 @@ class PVSModel:
         return Prediction(probabilities=fg_in, mask=mask.astype(np.uint8), scan=scan, info=info)
 
     # ---------------------------------------------------------------------------- bundles
-    def save_pretrained(self, folder: PathType, *, card: str | None = None) -> Path:
-        """Write this model as a bundle folder (``config.json``, ``model.safetensors``, ``README.md``)."""
+    def save_pretrained(self, folder: PathType, *, card: str | None = None, dtype: torch.dtype | None = None) -> Path:
+        """Write this model as a bundle folder (``config.json``, ``model.safetensors``, ``README.md``);
+        ``dtype=torch.float16`` stores the weights at half size (loaded back as float32)."""
         from mednet_pvs.inference.bundle import save_bundle
 
-        return save_bundle(self, folder, card=card)
+        return save_bundle(self, folder, card=card, dtype=dtype)
 
     @classmethod
     def from_pretrained(cls, folder: PathType, *, device: str | torch.device | None = None) -> PVSModel:

@@ -106,11 +106,13 @@ def _use_channels_last(config: SlidingWindowConfig, device: torch.device, nets: 
     4.7 s (0.83x, 5 rounds: dense convolutions gain nothing, so it stays channels-first).
     oneDNN's depthwise and 1x1x1 3D convolutions reorder channels-first tensors on every call;
     channels-last avoids that. Logits change by float rounding only (max 1.3e-3 on |logits| <= 12
-    for L k5). Not measured on CUDA: off there unless asked for.
+    for L k5). With one thread there is nothing to gain (MedNeXt-S k3 64^3, quiet machine: 2.28-2.56 s
+    channels-first vs 2.59-2.60 s channels-last; 2 threads: 1.82-1.91 s vs 1.25-1.31 s), so it stays
+    off there. Not measured on CUDA: off there unless asked for.
     """
     if config.channels_last is not None:
         return config.channels_last
-    if device.type != "cpu":
+    if device.type != "cpu" or torch.get_num_threads() < 2:
         return False
     return any(
         isinstance(m, torch.nn.modules.conv._ConvNd) and m.groups > 1 and len(m.kernel_size) == 3
@@ -121,30 +123,37 @@ def _use_channels_last(config: SlidingWindowConfig, device: torch.device, nets: 
 
 
 class _ChannelsLast:
-    """Convert the 5D weights of ``nets`` to channels_last_3d for a ``with`` block, then back.
+    """Give the 5D weights of ``nets`` channels_last_3d strides for a ``with`` block, then put back
+    the strides they had (values never change; only the layout does).
 
-    Only tensors that were not already channels-last are touched, and they are converted back
-    (values are unchanged; only the strides differ), so callers see their networks as they were.
+    ``Tensor.to(memory_format=...)`` is used, not ``.contiguous(memory_format=...)``: MedNeXt's
+    depthwise (C, 1, k, k, k) and 1x1x1 weights count as contiguous in *both* formats, so
+    ``.contiguous`` would leave their strides as they are, and the convolutions, which choose their
+    layout from the strides, would stay channels-first.
     """
 
     def __init__(self, nets: Sequence[Network], enabled: bool) -> None:
         self.nets = nets if enabled else []
-        self.changed: list[torch.Tensor] = []
+        self.changed: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def __enter__(self) -> _ChannelsLast:
-        fmt = torch.channels_last_3d
         for net in self.nets:
             if not isinstance(net, torch.nn.Module):
                 continue
             for t in itertools.chain(net.parameters(), net.buffers()):
-                if t.dim() == 5 and not t.is_contiguous(memory_format=fmt):
-                    t.data = t.data.contiguous(memory_format=fmt)
-                    self.changed.append(t)
+                if t.dim() == 5:
+                    new = t.data.to(memory_format=torch.channels_last_3d)
+                    if new.stride() != t.stride():
+                        self.changed.append((t, t.data))
+                        t.data = new
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for t in self.changed:
-            t.data = t.data.contiguous()
+        # Put the *original* storage back rather than copying: a copy made under
+        # torch.inference_mode (Lightning's validate/test) would be an inference tensor, and a
+        # later training step on that parameter would fail.
+        for t, original in self.changed:
+            t.data = original
         self.changed = []
 
 
@@ -233,7 +242,7 @@ def sliding_window_predict(
                 [image[:, a : a + patch[0], b : b + patch[1], c : c + patch[2]] for a, b, c in batch_tiles]
             ).to(device, non_blocking=True)
             if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last_3d)
+                x = x.to(memory_format=torch.channels_last_3d)
             summed: torch.Tensor | None = None
             for net in nets:
                 for axes in flips:

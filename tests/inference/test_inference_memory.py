@@ -125,16 +125,40 @@ def test_full_head_07mm_fits_in_memory():
     assert r["growth"] < 30 * r["input_bytes"], r  # ~ a handful of full-volume copies, not a blow-up
 
 
-def test_channels_last_same_logits_and_weights_restored():
-    """Channels-last (the CPU default for MedNeXt) gives the channels-first logits to float rounding
-    and leaves the network's weights as they were (contiguous)."""
+def test_channels_last_is_used_same_logits_and_weights_restored():
+    """Channels-last (the CPU default for MedNeXt) really runs the convolutions channels-last, gives
+    the channels-first logits to float rounding, and leaves the weights' strides as they were."""
     torch.manual_seed(0)
+    torch.set_num_threads(2)  # "auto" turns channels-last on with 2+ threads (the conftest restores the count)
     net = create_network("mednext_s_k3", n_channels=4).eval()
+    strides = {name: p.stride() for name, p in net.named_parameters()}
+    layouts = []
+    net.enc_block_0[0].conv1.register_forward_hook(
+        lambda m, i, o: layouts.append("cl" if o.is_contiguous(memory_format=torch.channels_last_3d) else "cf"))
     img = torch.randn(1, 32, 32, 48)
     cfg = dict(patch_size=(32, 32, 32), step=0.5, batch_size=2)
     cf = sliding_window_predict(net, img, SlidingWindowConfig(**cfg, channels_last=False), output="logits")
     cl = sliding_window_predict(net, img, SlidingWindowConfig(**cfg, channels_last=True), output="logits")
-    auto = sliding_window_predict(net, img, SlidingWindowConfig(**cfg), output="logits")
+    auto = sliding_window_predict(net, img, SlidingWindowConfig(**cfg), output="logits")  # CPU + depthwise: on
+    assert layouts == ["cf", "cl", "cl"]
     assert (cf - cl).abs().max().item() < 1e-4 * max(1.0, cf.abs().max().item())
     torch.testing.assert_close(auto, cl)
-    assert all(p.is_contiguous() for p in net.parameters())
+    assert {name: p.stride() for name, p in net.named_parameters()} == strides
+
+
+def test_channels_last_under_inference_mode_leaves_trainable_weights():
+    """Predicting inside ``torch.inference_mode`` (as Lightning's validate/test do) must hand the
+    network back with ordinary tensors: a training step afterwards works."""
+    torch.manual_seed(0)
+    net = create_network("mednext_s_k3", n_channels=4)
+    originals = {name: (p.data_ptr(), p.stride()) for name, p in net.named_parameters()}
+    net.eval()
+    with torch.inference_mode():
+        sliding_window_predict(net, torch.randn(1, 32, 32, 32),
+                               SlidingWindowConfig(patch_size=(32, 32, 32), channels_last=True), output="logits")
+    assert {name: (p.data_ptr(), p.stride()) for name, p in net.named_parameters()} == originals
+    assert not any(p.is_inference() for p in net.parameters())
+    net.train()
+    out = net(torch.randn(1, 1, 32, 32, 32))
+    (out[0] if isinstance(out, (list, tuple)) else out).mean().backward()
+    torch.optim.SGD(net.parameters(), lr=0.1).step()

@@ -89,6 +89,26 @@ def test_bundle_roundtrip_ensemble(tmp_path):
     assert again.inference.patch_size == (32, 32, 32) and len(again.networks) == 2
 
 
+def test_bundle_in_float16_is_half_the_size_and_loads_as_float32(tmp_path):
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    model = PVSModel(create_network("mednext_s_k3", n_channels=4), {"name": "mednext_s_k3", "kwargs": {"n_channels": 4}},
+                     {"target_spacing": None}, InferenceConfig(patch_size=(32, 32, 32), mirror_axes=()), device="cpu")
+    full = model.save_pretrained(tmp_path / "f32") / "model.safetensors"
+    half = model.save_pretrained(tmp_path / "f16", dtype=torch.float16) / "model.safetensors"
+    assert 0.45 < half.stat().st_size / full.stat().st_size < 0.55
+    with safe_open(str(half), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    again = PVSModel.from_pretrained(half.parent, device="cpu")
+    for (k, a), b in zip(model.networks[0].state_dict().items(), again.networks[0].state_dict().values()):
+        assert b.dtype == torch.float32, k
+        torch.testing.assert_close(b, a.half().float())  # exactly the float16 rounding of the original
+    img, _ = _phantom(np.eye(4))
+    p32, p16 = model.predict(img).probabilities, again.predict(img).probabilities
+    assert np.abs(p32 - p16).max() < 1e-2
+
+
 def test_bad_bundles(tmp_path):
     with pytest.raises(InputError, match="model folder not found"):
         PVSModel.from_pretrained(tmp_path / "nope")

@@ -1,0 +1,50 @@
+"""``mednet-pvs finetune``: adapt a model bundle to a new cohort and write a new bundle."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("finetune")
+    def finetune_cmd(
+        source: str = typer.Option(..., "--from", help="Model to start from: zoo name, model folder, hf://owner/repo@rev or nnU-Net v1 result folder."),
+        data: Path = typer.Option(..., "--data", help="Cohort: manifest .csv/.tsv or BIDS-like folder."),
+        out: Path = typer.Option(..., "--out", "-o", help="Folder for the new model bundle."),
+        epochs: int = typer.Option(50, "--epochs", min=1, help="Training epochs."),
+        steps_per_epoch: int = typer.Option(250, "--steps-per-epoch", min=1, help="Optimiser steps per epoch."),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default: a tenth of the lr the source was trained with)."),
+        freeze_encoder_epochs: int = typer.Option(0, "--freeze-encoder-epochs", min=0, help="Keep the encoder fixed for the first N epochs."),
+        split: str = typer.Option("kfold", "--split", help="kfold, kfold:K, manifest (the manifest's split column), loso, or a split .json."),
+        fold: str = typer.Option("0", "--fold", help="Fold index (or held-out site for loso)."),
+        patch_size: Optional[str] = typer.Option(None, "--patch-size", help="Training patch N or X,Y,Z (default: the model's)."),
+        batch_size: int = typer.Option(2, "--batch-size", min=1),
+        augmentation: str = typer.Option("nnunet", "--augmentation", help="nnunet, mri or none."),
+        num_workers: int = typer.Option(2, "--num-workers", min=0),
+        seed: int = typer.Option(0, "--seed"),
+        accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu, gpu."),
+        devices: str = typer.Option("auto", "--devices", help="auto, a number of devices, or a list such as 0,1."),
+        precision: Optional[str] = typer.Option(None, "--precision", help="e.g. bf16-mixed, 32-true (default: bf16-mixed on GPU)."),
+        logger: str = typer.Option("csv", "--logger", help="csv, wandb (offline without WANDB_API_KEY), tensorboard or none."),
+        run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Checkpoints and logs (default: <out>-run)."),
+        name: Optional[str] = typer.Option(None, "--name", help="Name of the new model (default: the folder name)."),
+    ) -> None:
+        """Fine-tune a model folder on a cohort (its preprocessing reused, lower lr) and write a new model folder."""
+        from mednet_pvs.cli.cmd_synth import parse_shape
+        from mednet_pvs.training.finetuning import finetune
+
+        trainer_kwargs: dict = {"accelerator": accelerator, "devices": int(devices) if devices.isdigit() else devices}
+        if precision:
+            trainer_kwargs["precision"] = precision
+        result = finetune(
+            source, data, out, epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr, freeze_encoder_epochs=freeze_encoder_epochs,
+            split=split, fold=int(fold) if fold.lstrip("-").isdigit() else fold,
+            patch_size=parse_shape(patch_size) if patch_size else None, batch_size=batch_size, augmentation=augmentation,
+            num_workers=num_workers, seed=seed, logger=logger, name=name, run_dir=run_dir, trainer_kwargs=trainer_kwargs,
+        )
+        typer.echo(f"{'metric':<14}{'before':>10}{'after':>10}")
+        for key in result.after:
+            typer.echo(f"{key:<14}{result.before.get(key, float('nan')):>10.4f}{result.after[key]:>10.4f}")
+        typer.echo(f"wrote {result.folder} (checkpoints and logs in {result.run_dir})")

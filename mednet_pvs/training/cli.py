@@ -1,0 +1,152 @@
+"""LightningCLI for PVS training: ``mednet-pvs fit|validate|test --config <yaml or shipped name> ...``.
+
+Everything in a config (or on the command line) goes to :class:`PVSSegmenter`
+(``--model.*``), :class:`~mednet_pvs.data.PVSDataModule` (``--data.*``: the
+arguments of :class:`~mednet_pvs.data.PVSDataModule`) and the Lightning
+``Trainer`` (``--trainer.*``). Added here:
+
+* ``--config NAME``: a shipped config by name (``tiny_synthetic``, ``mednext_l_k5_t2w``...:
+  :func:`list_configs`) or any YAML path.
+* ``--logger wandb|csv|tensorboard|none`` (default ``wandb``, project ``--project``; offline
+  unless ``WANDB_API_KEY`` is set, so nothing leaves an air-gapped site; ``csv`` needs nothing).
+  An explicit ``--trainer.logger`` wins.
+* checkpoints in ``<trainer.default_root_dir>/checkpoints/``: the best by ``val/dice``
+  (``best-<epoch>-<step>.ckpt``) and ``last.ckpt`` (every ``--checkpoint_every_n_steps`` optimiser
+  steps, else every epoch), so an interrupted run resumes with ``--ckpt_path last``.
+* ``--export.folder`` (default ``<default_root_dir>/model``): the best checkpoint exported as a
+  model bundle when ``fit`` ends (:class:`~mednet_pvs.training.export.BundleExport`).
+* precision: ``bf16-mixed`` on a GPU that supports it unless ``--trainer.precision`` is given.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from mednet_pvs.errors import ConfigError
+from mednet_pvs.data import PVSDataModule
+from mednet_pvs.training.export import BundleExport
+from mednet_pvs.training.module import PVSSegmenter
+
+LoggerName = Literal["wandb", "csv", "tensorboard", "none"]
+PROJECT = "mednet-pvs"
+
+
+def list_configs() -> list[str]:
+    """Names of the configs shipped in ``mednet_pvs/configs/`` (without ``.yaml``)."""
+    folder = resources.files("mednet_pvs") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def config_path(name: str) -> Path:
+    """The file of a shipped config (``"tiny_synthetic"`` or ``"tiny_synthetic.yaml"``)."""
+    stem = name[:-5] if name.endswith(".yaml") else name
+    if stem not in list_configs():
+        raise ConfigError(f"no shipped config named {name!r}; shipped: {', '.join(list_configs())} (or give a YAML path)")
+    return Path(str(resources.files("mednet_pvs") / "configs" / f"{stem}.yaml"))
+
+
+def resolve_config_args(args: list[str]) -> list[str]:
+    """Replace ``--config NAME`` (a shipped config's name, not an existing file) by its path."""
+    out = list(args)
+    for i, a in enumerate(out):
+        key, eq, value = a.partition("=")
+        if key not in ("--config", "-c"):
+            continue
+        if not eq:
+            if i + 1 >= len(out):
+                continue
+            value = out[i + 1]
+        if Path(value).exists() or (os.sep in value) or ("\n" in value) or (":" in value):
+            continue
+        resolved = str(config_path(value))
+        if eq:
+            out[i] = f"{key}={resolved}"
+        else:
+            out[i + 1] = resolved
+    return out
+
+
+def make_logger(kind: str, root: str | Path, project: str = PROJECT) -> Any:
+    """A Lightning logger writing under ``root``: wandb (offline without WANDB_API_KEY), csv, tensorboard or none."""
+    from lightning.pytorch import loggers
+
+    root = Path(root)
+    if kind == "wandb":
+        offline = not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") != "online"
+        root.mkdir(parents=True, exist_ok=True)
+        return loggers.WandbLogger(project=project, save_dir=str(root), offline=offline)
+    if kind == "csv":
+        return loggers.CSVLogger(save_dir=str(root), name="logs")
+    if kind == "tensorboard":
+        try:
+            return loggers.TensorBoardLogger(save_dir=str(root), name="logs")
+        except ModuleNotFoundError as e:
+            raise ConfigError(f"--logger tensorboard needs tensorboard installed ({e}); use --logger csv") from None
+    if kind == "none":
+        return False
+    raise ConfigError(f"--logger must be wandb, csv, tensorboard or none, not {kind!r}")
+
+
+def checkpoint_callbacks(root: str | Path, every_n_steps: int | None = None) -> list[ModelCheckpoint]:
+    """The best checkpoint by ``val/dice`` and ``last.ckpt`` (every N steps, else every epoch)."""
+    folder = str(Path(root) / "checkpoints")
+    best = ModelCheckpoint(dirpath=folder, filename="best-{epoch:04d}-{step}", monitor="val/dice", mode="max",
+                           save_top_k=1, auto_insert_metric_name=False)
+    last = ModelCheckpoint(dirpath=folder, save_top_k=0, save_last=True, every_n_train_steps=every_n_steps or None)
+    return [best, last]
+
+
+def default_precision(accelerator: Any) -> str | None:
+    """``"bf16-mixed"`` where a CUDA GPU supporting bf16 will be used, else ``None`` (Lightning's default)."""
+    import torch
+
+    if str(accelerator) in ("cpu", "mps") or not torch.cuda.is_available():
+        return None
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+class PVSLightningCLI(LightningCLI):
+    """LightningCLI with the logger choice, checkpoints, bundle export and precision default above."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--logger", type=LoggerName, default="wandb",
+                            help="Logger when --trainer.logger is not given: wandb (offline without WANDB_API_KEY), csv, tensorboard or none.")
+        parser.add_argument("--project", type=str, default=PROJECT, help="wandb project name.")
+        parser.add_argument("--checkpoint_every_n_steps", type=Optional[int], default=None,
+                            help="Write last.ckpt every N optimiser steps (default: every epoch).")
+        parser.add_lightning_class_args(BundleExport, "export")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        cfg = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer_cfg = cfg["trainer"]
+        root = trainer_cfg.get("default_root_dir") or os.getcwd()
+        if trainer_cfg.get("logger") is None and "logger" not in kwargs:
+            kwargs["logger"] = make_logger(cfg["logger"], root, cfg["project"])
+        if trainer_cfg.get("precision") is None and "precision" not in kwargs:
+            precision = default_precision(trainer_cfg.get("accelerator"))
+            if precision:
+                kwargs["precision"] = precision
+        callbacks = list(trainer_cfg.get("callbacks") or [])
+        kwargs["callbacks"] = [*callbacks, *checkpoint_callbacks(root, cfg["checkpoint_every_n_steps"]), *kwargs.get("callbacks", [])]
+        return super().instantiate_trainer(**kwargs)
+
+
+def run_cli(args: list[str], **cli_kwargs: Any) -> PVSLightningCLI:
+    """Run ``fit``/``validate``/``test`` (first element of ``args``) as the command line would."""
+    kw: dict[str, Any] = dict(
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+        auto_configure_optimizers=False,
+    )
+    kw.update(cli_kwargs)
+    with warnings.catch_warnings():  # the console script passes sys.argv on as ``args``: not a mistake
+        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+        # PreprocessConfig's tuples come back as lists from YAML; its __post_init__ makes them tuples again
+        warnings.filterwarnings("ignore", message=r"(?s).*Dump of a value that does not round-trip: a tuple")
+        return PVSLightningCLI(PVSSegmenter, PVSDataModule, args=resolve_config_args(args), **kw)

@@ -1,0 +1,78 @@
+"""The LightningCLI layer: shipped configs never rot, loggers, config names, one-line errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+from mednet_pvs.cli.main import main
+from mednet_pvs.nets import required_divisor
+from mednet_pvs.training.cli import config_path, default_precision, list_configs, make_logger, resolve_config_args, run_cli
+
+SHIPPED = ["mednext_l_k5_t1w", "mednext_l_k5_t2w", "nnunet_t1w", "nnunet_t2w", "tiny_synthetic"]
+
+
+def test_the_expected_configs_are_shipped():
+    assert list_configs() == SHIPPED
+    assert config_path("tiny_synthetic") == config_path("tiny_synthetic.yaml")
+    assert config_path("tiny_synthetic").is_file()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_config_instantiates(name, tmp_path):
+    needs_source = "\n  source:" not in config_path(name).read_text()
+    extra = ["--data.source", str(tmp_path / "cohort.csv")] if needs_source else []
+    cli = run_cli(["--config", name, "--logger", "none", "--trainer.default_root_dir", str(tmp_path), *extra], run=False)
+    model, dm = cli.model, cli.datamodule
+    patch = dm.patch_size
+    assert all(p % d == 0 for p, d in zip(patch, required_divisor(model.net)))
+    assert model.network_spec["name"] == {"mednext_l_k5_t1w": "mednext_l_k5", "mednext_l_k5_t2w": "mednext_l_k5",
+                                          "nnunet_t1w": "nnunet_plain", "nnunet_t2w": "nnunet_plain", "tiny_synthetic": "mednext"}[name]
+    if name != "tiny_synthetic":  # the paper's set-ups
+        assert patch == (128, 128, 128) and dm.batch_size == 2 and model.optim.grad_clip == 12.0
+        assert dm.preprocessing.target_spacing == ((0.8,) * 3 if name.endswith("t2w") else (1.0,) * 3)
+        assert model.optim.name == ("adamw" if name.startswith("mednext") else "sgd")
+        assert cli.trainer.max_epochs == 1000
+    else:
+        assert dm.synthetic and dm.source["contrast"] == "T2w"
+    assert cli.trainer.logger is None  # --logger none
+
+
+def test_config_names_resolve_and_unknown_names_are_one_line_errors(capsys):
+    args = resolve_config_args(["fit", "--config", "tiny_synthetic", "--config=nnunet_t2w", "--trainer.max_epochs", "3"])
+    assert args[2] == str(config_path("tiny_synthetic")) and args[3] == f"--config={config_path('nnunet_t2w')}"
+    assert main(["fit", "--config", "no_such_config"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no shipped config named 'no_such_config'") and "tiny_synthetic" in err and "\n" not in err
+
+
+def test_help_reaches_lightning_cli(capsys):
+    assert main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--model.network" in out and "--data.source" in out and "--logger" in out and "--ckpt_path" in out
+
+
+def test_loggers(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    wb = make_logger("wandb", tmp_path)
+    assert isinstance(wb, WandbLogger) and wb._offline and wb._project == "mednet-pvs"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert not make_logger("wandb", tmp_path)._offline
+    assert isinstance(make_logger("csv", tmp_path), CSVLogger)
+    assert make_logger("none", tmp_path) is False
+    cli = run_cli(["--config", "tiny_synthetic", "--trainer.default_root_dir", str(tmp_path)], run=False)
+    assert isinstance(cli.trainer.logger, WandbLogger)  # the default
+    assert default_precision("cpu") is None
+
+
+def test_checkpoints_go_to_the_run_folder(tmp_path):
+    cli = run_cli(["--config", "tiny_synthetic", "--logger", "csv", "--trainer.default_root_dir", str(tmp_path),
+                   "--checkpoint_every_n_steps", "7"], run=False)
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    cbs = [cb for cb in cli.trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+    assert {Path(cb.dirpath) for cb in cbs} == {tmp_path / "checkpoints"}
+    best = next(cb for cb in cbs if cb.monitor == "val/dice")
+    last = next(cb for cb in cbs if cb.save_last)
+    assert best.mode == "max" and last._every_n_train_steps == 7

@@ -1,0 +1,158 @@
+"""PVSSegmenter: logging, clipping, schedule, whole-volume validation metrics, freezing, warm starts."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+from _training_helpers import TINY_NET, tiny_data, tiny_module, tiny_trainer
+from lightning.pytorch.loggers import CSVLogger
+
+from mednet_pvs.errors import ConfigError, InputError
+from mednet_pvs.nets import create_network, upkern
+from mednet_pvs.training import encoder_parameters
+
+
+class GradNorm(L.Callback):
+    """Gradient norm and lr after each optimiser step (Lightning zeroes gradients before the next one)."""
+
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        grads = [p.grad.detach().flatten() for p in pl_module.parameters() if p.grad is not None]
+        self.norms.append(float(torch.cat(grads).norm()))
+
+
+def test_training_logs_loss_and_lr_clips_gradients_and_decays_lr(tmp_path):
+    module = tiny_module(grad_clip=1e-3, optimizer="nnunet")
+    cb = GradNorm()
+    trainer = tiny_trainer(tmp_path, max_epochs=2, limit_train_batches=3, limit_val_batches=0, log_every_n_steps=1,
+                           logger=CSVLogger(tmp_path, name="logs"), callbacks=[cb])
+    trainer.fit(module, tiny_data())
+    assert trainer.global_step == 6
+    assert cb.norms and max(cb.norms) <= 1e-3 * (1 + 1e-4)  # clipped at the preset override
+    log = pd.read_csv(tmp_path / "logs" / "version_0" / "metrics.csv")
+    lrs = log["train/lr"].dropna().tolist()
+    assert lrs == pytest.approx([1e-2 * (1 - s / 6) ** 0.9 for s in range(len(lrs))])  # poly, per step, over 6 steps
+    losses = log["train/loss_step"].dropna()
+    assert len(losses) == 6 and losses.gt(0).all() and log["train/loss_epoch"].notna().sum() == 2
+
+
+class FakePrediction(L.Callback):
+    """Makes the module 'predict' the reference for the first validation case and nothing for the second."""
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        label = batch["label"][0, 0].float()
+        pl_module.predict_volume = lambda image, brainmask=None: label if batch_idx == 0 else torch.zeros_like(label)
+
+
+def test_validation_metrics_are_whole_volume_means_without_nan_and_a_picture_is_saved(tmp_path):
+    module = tiny_module(image_every_n_epochs=1)
+    trainer = tiny_trainer(tmp_path, limit_train_batches=0, logger=CSVLogger(tmp_path, name="logs"), callbacks=[FakePrediction()])
+    out = trainer.validate(module, tiny_data(), verbose=False)[0]
+    # case 1: perfect; case 2: empty prediction -> Dice 0, recall 0, precision NaN (left out of the mean)
+    assert out["val/dice"] == pytest.approx(0.5) and out["val/recall"] == pytest.approx(0.5)
+    assert out["val/precision"] == pytest.approx(1.0) and out["val/det_f1"] == pytest.approx(0.5)
+    assert module.val_metrics["cases"] == 2
+    pictures = list((tmp_path / "logs" / "version_0" / "images").glob("val_epoch0000_phantom-*.png"))
+    assert len(pictures) == 1 and pictures[0].stat().st_size > 10_000
+
+
+def test_validation_runs_the_sliding_window_on_whole_volumes(tmp_path):
+    module = tiny_module()
+    out = tiny_trainer(tmp_path).validate(module, tiny_data(), verbose=False)[0]
+    assert set(out) == {"val/dice", "val/precision", "val/recall", "val/det_f1", "val/cluster_dice"}
+    assert 0.0 <= out["val/dice"] <= 1.0 and 0.0 <= out["val/recall"] <= 1.0  # an untrained net: low but defined
+
+
+def test_patch_size_must_fit_the_network(tmp_path):
+    with pytest.raises(ConfigError, match=r"multiple of \(16, 16, 16\)"):
+        tiny_trainer(tmp_path).validate(tiny_module(), tiny_data(patch_size=24), verbose=False)
+
+
+def _params(module, names):
+    return {n: p.detach().clone() for n, p in module.net.named_parameters() if n in names}
+
+
+def test_encoder_is_frozen_for_the_first_epochs(tmp_path):
+    module = tiny_module(freeze_encoder_epochs=1)
+    enc = {n for n, _ in encoder_parameters(module.net)}
+    dec = {n for n, _ in module.net.named_parameters()} - enc
+    snaps = []
+
+    class Snap(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            snaps.append((_params(pl_module, enc), _params(pl_module, dec)))
+
+    start = (_params(module, enc), _params(module, dec))
+    tiny_trainer(tmp_path, max_epochs=2, limit_val_batches=0, callbacks=[Snap()]).fit(module, tiny_data())
+    (e0, d0), (e1, d1) = snaps
+    assert all(torch.equal(e0[n], start[0][n]) for n in enc)  # epoch 0: encoder fixed
+    assert any(not torch.equal(d0[n], start[1][n]) for n in dec)  # ... decoder trained
+    assert any(not torch.equal(e1[n], e0[n]) for n in enc)  # epoch 1: encoder trained
+
+
+def test_encoder_parameters_of_both_families():
+    mednext = encoder_parameters(create_network("mednext", **TINY_NET))
+    assert {n.split(".")[0] for n, _ in mednext} == {"stem", "enc_block_0", "enc_block_1", "enc_block_2", "enc_block_3",
+                                                     "down_0", "down_1", "down_2", "down_3", "bottleneck"}
+    nnunet = create_network("nnunet_plain", patch_size=(32, 32, 32), spacing=(1, 1, 1), base_features=4, max_features=16)
+    names = [n for n, _ in encoder_parameters(nnunet)]
+    assert names and all(n.startswith("encoder.") for n in names)
+    with pytest.raises(ConfigError, match="cannot tell the encoder"):
+        encoder_parameters(torch.nn.Conv3d(1, 2, 3))
+
+
+def test_init_from_checkpoint_bundle_and_upkern(tmp_path):
+    from mednet_pvs.inference import PVSModel
+
+    k3 = tiny_module()
+    ckpt = tmp_path / "k3.ckpt"
+    torch.save({"state_dict": k3.state_dict()}, ckpt)  # as Lightning stores it: keys "net.<name>"
+    same = tiny_module(init_from=str(ckpt))
+    same.setup("fit")
+    assert all(torch.equal(a, b) for a, b in zip(same.net.state_dict().values(), k3.net.state_dict().values()))
+
+    k5 = tiny_module(network_kwargs={**TINY_NET, "kernel_size": 5}, init_from=str(ckpt))
+    k5.setup("fit")
+    ref = upkern(k3.net, create_network("mednext", **{**TINY_NET, "kernel_size": 5}))
+    assert k5.net.enc_block_0[0].conv1.weight.shape[-1] == 5
+    assert all(torch.allclose(a, b) for a, b in zip(k5.net.state_dict().values(), ref.state_dict().values()))
+
+    folder = PVSModel(k3.net, k3.network_spec, {"target_spacing": None}, {"patch_size": [32, 32, 32]}, device="cpu").save_pretrained(tmp_path / "bundle")
+    from_bundle = tiny_module(init_from=str(folder))
+    from_bundle.setup("fit")
+    assert all(torch.equal(a, b) for a, b in zip(from_bundle.net.state_dict().values(), k3.net.state_dict().values()))
+
+    wide = tiny_module(network_kwargs={**TINY_NET, "n_channels": 4}, init_from=str(ckpt))
+    with pytest.raises(InputError, match="k3.ckpt"):
+        wide.setup("fit")
+    with pytest.raises(InputError, match="not found"):
+        tiny_module(init_from=str(tmp_path / "missing.ckpt")).setup("fit")
+
+
+def test_bad_arguments_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown network"):
+        tiny_module(network="mednext_xl")
+    with pytest.raises(ConfigError, match="threshold"):
+        tiny_module(threshold=1.5)
+    with pytest.raises(ConfigError, match="unknown optimiser preset"):
+        tiny_module(optimizer="adam")
+    assert math.isclose(tiny_module(lr=3e-3).optim.lr, 3e-3)
+
+
+def test_pictures_reach_a_wandb_logger(tmp_path, monkeypatch):
+    from mednet_pvs.training.cli import make_logger
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)  # offline; WANDB_MODE=disabled in tests: nothing is sent
+    logger = make_logger("wandb", tmp_path)
+    sent = []
+    monkeypatch.setattr(type(logger), "log_image", lambda self, key, images, step=None, **kw: sent.append((key, images, step, kw)))
+    module = tiny_module(image_every_n_epochs=1)
+    tiny_trainer(tmp_path, logger=logger, callbacks=[FakePrediction()]).validate(module, tiny_data(), verbose=False)
+    (key, images, step, kw), = sent
+    assert key == "val/overview" and Path(images[0]).is_file() and "Dice 1.000" in kw["caption"][0]
