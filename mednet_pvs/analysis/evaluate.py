@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mednet_pvs.analysis._tables import write_csv, write_strict_json
+from mednet_pvs.data.cases import REGION_COLUMNS
 from mednet_pvs.analysis.clusters import binary_mask
 from mednet_pvs.analysis.metrics import (
     EVAL_GROUPS,
@@ -53,8 +54,6 @@ _SUFFIX = re.compile(
 )
 #: Columns of the per-case table that are not metrics.
 INFO_COLUMNS = ("case_id", "status", "error", "pred", "ref", "regions")
-#: Manifest columns read as the region map, in order of preference.
-REGION_COLUMNS = ("regions", "aseg", "synthseg")
 
 
 def case_id(path: PathType) -> str:

@@ -52,6 +52,9 @@ BIDS_CONTRASTS = ("T1w", "T2w", "FLAIR")
 _NII = (".nii.gz", ".nii")
 
 
+#: Manifest columns read as a case's region map (aseg, SynthSeg...), in order of preference.
+REGION_COLUMNS = ("regions", "aseg", "synthseg")
+
 @dataclass
 class Case:
     """One scan of the cohort: its image channels and, for training, its PVS mask.

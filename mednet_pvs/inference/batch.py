@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mednet_pvs.data.cases import REGION_COLUMNS
 from mednet_pvs.errors import ConfigError, InputError, MednetError
 from mednet_pvs.io import PathType
 
@@ -84,7 +85,11 @@ def collect_inputs(source: PathType, *, regions: PathType | None = None, brainma
         for c in load_cases(src, require_label=False):
             if len(c.images) != 1:
                 raise InputError(src, f"case {c.key}: {len(c.images)} image channels; predict takes single-channel models")
-            cases.append(CaseInput(c.key, Path(c.images[0]), c.brainmask))
+            region_col = next((c.extra[k] for k in REGION_COLUMNS if c.extra.get(k)), None)  # as evaluate reads them
+            region_path = None if region_col is None else Path(region_col).expanduser()
+            if region_path is not None and not region_path.is_absolute():
+                region_path = (src.parent if src.is_file() else src) / region_path
+            cases.append(CaseInput(c.key, Path(c.images[0]), c.brainmask, region_path))
     if brainmask and len(cases) > 1:
         raise InputError(brainmask, "a single brain mask file was given for several inputs; use a manifest's brainmask column")
     ids = [c.case_id for c in cases]

@@ -24,7 +24,7 @@ import numpy as np
 from mednet_pvs.errors import ConfigError
 from mednet_pvs.synth.config import PhantomConfig
 
-MANIFEST_COLUMNS = ("subject", "image", "label", "brainmask", "site", "split")
+MANIFEST_COLUMNS = ("subject", "image", "label", "brainmask", "regions", "site", "split")
 SPLITS = ("train", "val", "test")
 
 
@@ -82,7 +82,7 @@ def make_cohort(
         paths = ph.save(out / subject, subject)
         rel = {k: p.relative_to(out).as_posix() for k, p in paths.items()}
         rows.append({"subject": subject, "image": rel["image"], "label": rel["label"],
-                     "brainmask": rel["brainmask"], "site": site, "split": splits[i]})
+                     "brainmask": rel["brainmask"], "regions": rel["regions"], "site": site, "split": splits[i]})
         if on_subject is not None:
             on_subject({"subject": subject, "site": site, "split": splits[i], "paths": paths,
                         "pvs_count": ph.meta["pvs_count"], "pvs_volume_mm3": ph.meta["pvs_volume_mm3"],

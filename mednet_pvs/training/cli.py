@@ -94,11 +94,18 @@ def make_logger(kind: str, root: str | Path, project: str = PROJECT) -> Any:
 
 
 def checkpoint_callbacks(root: str | Path, every_n_steps: int | None = None) -> list[ModelCheckpoint]:
-    """The best checkpoint by ``val/dice`` and ``last.ckpt`` (every N steps, else every epoch)."""
+    """The best checkpoint by ``val/dice`` and ``last.ckpt`` (every N steps, else every epoch).
+
+    ``last.ckpt`` is the single "top-1 without a monitor" file of its own callback, not
+    ``save_last=True`` of a ``save_top_k=0`` callback: Lightning (2.6) writes ``last`` only in a
+    step where that same callback saved something, i.e. never for ``save_top_k=0``.
+    """
     folder = str(Path(root) / "checkpoints")
     best = ModelCheckpoint(dirpath=folder, filename="best-{epoch:04d}-{step}", monitor="val/dice", mode="max",
                            save_top_k=1, auto_insert_metric_name=False)
-    last = ModelCheckpoint(dirpath=folder, save_top_k=0, save_last=True, every_n_train_steps=every_n_steps or None)
+    last = ModelCheckpoint(dirpath=folder, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None, save_top_k=1,
+                           enable_version_counter=False, every_n_train_steps=every_n_steps or None,
+                           save_on_train_epoch_end=True)
     return [best, last]
 
 

@@ -172,5 +172,5 @@ def finetune(
         meta = {**{k: v for k, v in config.get("meta", {}).items() if k not in ("metrics", "training")},
                 "metrics_before_finetuning": {f"val_{k}": v for k, v in before.items()},
                 "training": {"finetuned_from": f"{config.get('name', folder.name)} ({folder})"}}
-        export_bundle(best or module, out, name=name, inference={k: v for k, v in inference.items() if k != "patch_size"}, meta=meta)
+        export_bundle(best or module, out, name=name, inference=inference, meta=meta)  # infers as the source did
     return result

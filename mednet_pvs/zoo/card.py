@@ -94,14 +94,20 @@ def model_card(config: dict[str, Any], *, load_as: str | None = None) -> str:
     ]
     if meta.get("training_data"):
         lines += ["## Training data", "", meta["training_data"], ""]
+    training = meta.get("training")
+    if isinstance(training, dict) and training.get("command"):  # trained by this package: how to do it again
+        lines += ["## Training", ""]
+        lines += [f"- {k.replace('_', ' ')}: " + (f"`{v}`" if k == "command" else str(v)) for k, v in training.items()]
+        lines.append("")
     metrics = meta.get("metrics") or []
+    metrics = metrics if isinstance(metrics, list) else []  # a training export's {"val_dice": ...} is not a figure list
     lines += ["## Validation", ""]
     if metrics:
         lines += ["| metric | region | value | protocol | data |", "|---|---|---|---|---|"]
         for m in metrics:
             lines.append(f"| {m.get('metric', '')} | {m.get('region', '')} | {_fmt(m.get('value', ''))} | "
                          f"{m.get('protocol', '')} | {m.get('data', '')} |")
-        lines += ["", "Figures as reported by the model's authors (means over validation folds or sites)."]
+        lines += ["", meta.get("metrics_note") or "Figures as reported by the model's authors (means over validation folds or sites)."]
     else:
         lines.append("No validation figures recorded with this model.")
     lines.append("")

@@ -115,6 +115,8 @@ class ZooEntry:
             ..., ``size``, ``kernel_size``, ``label`` for display).
         preprocessing: what it expects (target spacing...), informative.
         training_data: on which scans it was trained.
+        training: how it was trained, for a model trained by this package (``command``, ``seed``,
+            ``hardware``, ``steps``, ``minutes``...): enough to train it again.
         validation: reported figures (:class:`Figure`).
         licence: terms of use of the weights.
         citation: what to cite (plain text or BibTeX).
@@ -132,6 +134,7 @@ class ZooEntry:
     network: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, Any] = field(default_factory=dict)
     training_data: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
     validation: tuple[Figure, ...] = ()
     licence: str | None = None
     citation: str | None = None
@@ -170,6 +173,8 @@ class ZooEntry:
             out["regions"] = list(self.regions)
         if self.training_data:
             out["training_data"] = self.training_data
+        if self.training:
+            out["training"] = dict(self.training)
         if self.validation:
             out["metrics"] = [{k: v for k, v in vars(f).items() if v is not None} for f in self.validation]
         for key in ("licence", "citation", "description"):
@@ -181,7 +186,7 @@ class ZooEntry:
 # ------------------------------------------------------------------------------------- parsing
 
 _ENTRY_KEYS = {"name", "title", "contrast", "weights", "task", "regions", "network", "preprocessing",
-               "training_data", "validation", "licence", "citation", "description", "aliases"}
+               "training_data", "training", "validation", "licence", "citation", "description", "aliases"}
 _WEIGHT_KEYS = {
     "hub": ({"repo_id", "revision", "sha256"}, {"subfolder"}),
     "bundled": ({"folder"}, set()),
@@ -250,7 +255,7 @@ def read_entry(path: str | os.PathLike) -> ZooEntry:
     d["validation"] = tuple(_figure(f, path) for f in d.get("validation") or ())
     for key in ("regions", "aliases"):
         d[key] = tuple(str(v) for v in d.get(key) or ())
-    for key in ("network", "preprocessing"):
+    for key in ("network", "preprocessing", "training"):
         if not isinstance(d.get(key, {}), dict):
             raise InputError(path, f"{key} must be a mapping")
     return ZooEntry(**d, path=path)

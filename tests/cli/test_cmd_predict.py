@@ -80,6 +80,17 @@ def test_manifest_with_regions_and_brainmask(tmp_path, cohort, capsys):
     assert "wm_count" in rows[0] and "bg_count" in rows[0]
 
 
+def test_manifest_regions_column_gives_per_region_burden(tmp_path, cohort, capsys):
+    """make_cohort's manifest lists each phantom's region map; predict reads that column (as evaluate does)."""
+    assert all((cohort / r["regions"]).is_file() for r in _rows(cohort / "manifest.csv"))
+    cases = collect_inputs(cohort / "manifest.csv")
+    assert all(c.regions is not None and c.regions.is_file() and c.case_id in c.regions.name for c in cases)
+    out = tmp_path / "out"
+    assert main(["predict", "-i", str(cohort / "manifest.csv"), "-o", str(out), "-m", "frangi"]) == 0, capsys.readouterr().err
+    rows = _rows(out / "summary.csv")
+    assert len(rows) == 4 and "wm_count" in rows[0] and "bg_count" in rows[0]
+
+
 def test_shards_partition_the_inputs(tmp_path, cohort, capsys):
     cases = collect_inputs(cohort / "manifest.csv")
     parts = [select_shard(cases, (k, 3)) for k in (1, 2, 3)]

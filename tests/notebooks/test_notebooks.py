@@ -99,6 +99,7 @@ def execute(name: str, workdir: Path) -> tuple[Any, float]:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         env["OMP_NUM_THREADS"] = "1"  # one core per pytest worker (see tests/conftest.py)
     client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT, kernel_name="python3", allow_errors=False,
+                            extra_arguments=["--InteractiveShell.colors=nocolor"],  # plain tracebacks in the test log
                             resources={"metadata": {"path": str(workdir)}})
     t0 = time.perf_counter()
     client.execute(env=env)

@@ -6,11 +6,13 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
+from _training_helpers import tiny_data, tiny_module, tiny_trainer
+
 from mednet_pvs.cli.main import main
 from mednet_pvs.nets import required_divisor
 from mednet_pvs.training.cli import config_path, default_precision, list_configs, make_logger, resolve_config_args, run_cli
 
-SHIPPED = ["mednext_l_k5_t1w", "mednext_l_k5_t2w", "nnunet_t1w", "nnunet_t2w", "tiny_synthetic"]
+SHIPPED = ["mednext_l_k5_t1w", "mednext_l_k5_t2w", "nnunet_t1w", "nnunet_t2w", "synth_t1w", "synth_t2w", "tiny_synthetic"]
 
 
 def test_the_expected_configs_are_shipped():
@@ -28,8 +30,14 @@ def test_every_shipped_config_instantiates(name, tmp_path):
     patch = dm.patch_size
     assert all(p % d == 0 for p, d in zip(patch, required_divisor(model.net)))
     assert model.network_spec["name"] == {"mednext_l_k5_t1w": "mednext_l_k5", "mednext_l_k5_t2w": "mednext_l_k5",
-                                          "nnunet_t1w": "nnunet_plain", "nnunet_t2w": "nnunet_plain", "tiny_synthetic": "mednext"}[name]
-    if name != "tiny_synthetic":  # the paper's set-ups
+                                          "nnunet_t1w": "nnunet_plain", "nnunet_t2w": "nnunet_plain", "tiny_synthetic": "mednext",
+                                          "synth_t1w": "mednext", "synth_t2w": "mednext"}[name]
+    if name.startswith("synth_"):  # the bundled models' set-ups: MNI phantoms of one contrast, float16 export
+        assert dm.synthetic and dm.source["contrast"] == {"synth_t1w": "T1w", "synth_t2w": "T2w"}[name]
+        assert dm.source["anatomy"] == "mni" and patch == (32, 32, 32)
+        export = cli.config["export"]
+        assert export["name"] == f"mednet-pvs-{name.replace('_', '-')}" and export["weights_dtype"] == "float16"
+    elif name != "tiny_synthetic":  # the paper's set-ups
         assert patch == (128, 128, 128) and dm.batch_size == 2 and model.optim.grad_clip == 12.0
         assert dm.preprocessing.target_spacing == ((0.8,) * 3 if name.endswith("t2w") else (1.0,) * 3)
         assert model.optim.name == ("adamw" if name.startswith("mednext") else "sgd")
@@ -74,5 +82,19 @@ def test_checkpoints_go_to_the_run_folder(tmp_path):
     cbs = [cb for cb in cli.trainer.callbacks if isinstance(cb, ModelCheckpoint)]
     assert {Path(cb.dirpath) for cb in cbs} == {tmp_path / "checkpoints"}
     best = next(cb for cb in cbs if cb.monitor == "val/dice")
-    last = next(cb for cb in cbs if cb.save_last)
+    last = next(cb for cb in cbs if cb.monitor is None)
     assert best.mode == "max" and last._every_n_train_steps == 7
+
+
+def test_last_checkpoint_every_epoch_even_when_validation_is_rarer(tmp_path):
+    """``last.ckpt`` follows training (every epoch), not validation (every 3rd here)."""
+    import torch
+
+    from mednet_pvs.training.cli import checkpoint_callbacks
+
+    trainer = tiny_trainer(tmp_path, max_epochs=2, check_val_every_n_epoch=3, enable_checkpointing=True,
+                           callbacks=checkpoint_callbacks(tmp_path))
+    trainer.fit(tiny_module(), datamodule=tiny_data())
+    files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert files == ["last.ckpt"]  # no validation yet, so no best
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 4

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Turn a training run of a bundled synthetic-data model into the folder shipped in the package.
+
+    # 1. train (CPU; the command is recorded in the entry)
+    mednet-pvs fit --config synth_t2w --logger csv --trainer.default_root_dir runs/synth_t2w
+    # 2. score the run's best epoch on held-out phantoms next to a fitted Frangi baseline
+    python zoo/build_bundled.py runs/synth_t2w/model mednet-pvs-synth-t2w --score
+    #    -> paste the printed figures into zoo/<name>.yaml and mednet_pvs/zoo/entries/<name>.yaml
+    # 3. write mednet_pvs/zoo/bundled/<name>/ (float16 weights, config.json with the entry's meta, model card)
+    python zoo/build_bundled.py runs/synth_t2w/model mednet-pvs-synth-t2w --write
+
+Inference settings of the shipped model (``--patch``, ``--mirror``) may differ from the training
+run's defaults; the scores are always taken with the settings that are shipped.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from mednet_pvs.inference import PVSModel
+from mednet_pvs.zoo import get_entry
+from mednet_pvs.zoo.card import model_card
+from mednet_pvs.zoo.phantom_scores import (
+    FRANGI_FIT_SEEDS,
+    TEST_SEEDS,
+    as_figures,
+    fit_frangi_on_phantoms,
+    fit_threshold_on_phantoms,
+    score_on_phantoms,
+    summary,
+)
+from mednet_pvs.zoo.registry import BUNDLED_DIR
+
+METRICS_NOTE = ("Measured by `zoo/build_bundled.py` on synthetic phantoms this model never saw (seeds "
+                f"{TEST_SEEDS[0]}-{TEST_SEEDS[-1]}); its probability threshold and the Frangi baseline's threshold "
+                f"were both fitted on other phantoms (seeds {FRANGI_FIT_SEEDS[0]}-{FRANGI_FIT_SEEDS[-1]}). "
+                "Synthetic figures say nothing about real scans.")
+
+
+def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None) -> PVSModel:
+    model = PVSModel.from_pretrained(run_model, device="cpu")
+    inf = model.inference.to_dict()
+    if patch:
+        inf["patch_size"] = [patch] * 3
+    inf["mirror_axes"] = [] if mirror == "none" else [int(a) for a in mirror.split(",")]
+    if threshold is not None:
+        inf["threshold"] = threshold
+    entry = get_entry(name)
+    meta = {**entry.meta(), "metrics_note": METRICS_NOTE,
+            "run": {k: model.meta.get("training", {}).get(k) for k in ("epoch", "global_step", "checkpoint")},
+            "run_val_metrics": model.meta.get("metrics", {})}
+    return PVSModel(model.networks, model.network, model.preprocessing, inf, name=name, meta=meta, device="cpu")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_model", type=Path, help="the training run's exported bundle (runs/<name>/model)")
+    p.add_argument("name", help="zoo entry name (its YAML must exist)")
+    p.add_argument("--patch", type=int, default=64, help="inference tile (default 64)")
+    p.add_argument("--mirror", default="none", help="test-time mirroring axes, e.g. 0,1,2, or none (default)")
+    p.add_argument("--threshold", default="fit", help="probability threshold: a number, or 'fit' (best mean Dice on the "
+                   "Frangi-fit phantoms, never the test ones; default)")
+    p.add_argument("--score", action="store_true", help="score on held-out phantoms and print entry figures")
+    p.add_argument("--write", action="store_true", help="write mednet_pvs/zoo/bundled/<name>/")
+    args = p.parse_args(argv)
+    contrast = get_entry(args.name).contrast
+    model = shipped_model(args.run_model, args.name, args.patch, args.mirror)
+    if args.threshold == "fit":
+        threshold, curve = fit_threshold_on_phantoms(model, contrast, FRANGI_FIT_SEEDS)
+        print(f"threshold {threshold:.2f} (mean Dice on seeds {list(FRANGI_FIT_SEEDS)}: "
+              + ", ".join(f"{t:.2f}: {d:.3f}" for t, d in curve.items()) + ")")
+    else:
+        threshold = float(args.threshold)
+    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, threshold)
+    if args.score:
+        frangi = fit_frangi_on_phantoms(contrast)
+        table = score_on_phantoms({args.name: model, "frangi (fitted)": frangi}, contrast)
+        print(table.to_string())
+        print(summary(table).to_string())
+        print("validation:")
+        for f in as_figures(table, f"synthetic 1 mm MNI152-based {contrast} phantoms (mednet_pvs.synth), burden 2"):
+            print(f"  - metric: {f['metric']}\n    value: {f['value']}\n    protocol: {f['protocol']}\n    data: {f['data']}")
+    if args.write:
+        folder = BUNDLED_DIR / str(get_entry(args.name).weights.folder)
+        from mednet_pvs.inference.bundle import bundle_config
+
+        model.save_pretrained(folder, card=model_card(bundle_config(model), load_as=args.name), dtype=torch.float16)
+        size = (folder / "model.safetensors").stat().st_size
+        print(f"wrote {folder} (model.safetensors {size / 2**20:.2f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
