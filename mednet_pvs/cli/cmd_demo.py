@@ -1,4 +1,5 @@
-"""``mednet-pvs demo``: the quick start - make a synthetic PVS phantom and save a picture of it."""
+"""``mednet-pvs demo``: the quick start - make a synthetic PVS phantom, segment it with the bundled
+model, write the mask, stats and pictures, and print Dice against the phantom's truth."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,15 +10,20 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
-        out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the phantom and overview.png."),
+        out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the phantom, the mask, stats and pictures."),
         seed: int = typer.Option(0, "--seed", min=0, help="Phantom seed."),
-        anatomy: str = typer.Option("mni", "--anatomy", help="mni (full brain, ~5 s) or procedural (64^3, fast)."),
+        anatomy: str = typer.Option("mni", "--anatomy", help="mni (full brain at 1 mm) or procedural (64^3, fast)."),
+        contrast: str = typer.Option("T2w", "--contrast", help="T2w (PVS bright) or T1w (PVS dark)."),
+        model: str = typer.Option("auto", "--model", "-m",
+                                  help="Model to segment with: auto (the bundled model of the contrast), a zoo name or folder, or none."),
+        device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     ) -> None:
-        """Make a synthetic PVS phantom (MNI152, 1 mm, T2w, burden 2), save it and overview.png."""
+        """Make a synthetic PVS phantom (MNI152, 1 mm, burden 2), segment it, report Dice against its truth."""
         from mednet_pvs.cli.cmd_synth import canonical_choice
-        from mednet_pvs.synth.config import ANATOMIES
+        from mednet_pvs.synth.config import ANATOMIES, CONTRASTS
         from mednet_pvs.synth.demo import run_demo
 
-        result = run_demo(out, seed, anatomy=canonical_choice(anatomy, ANATOMIES))
+        result = run_demo(out, seed, anatomy=canonical_choice(anatomy, ANATOMIES), contrast=canonical_choice(contrast, CONTRASTS),
+                          model=None if model.lower() == "none" else model, device=device)
         for line in result.summary_lines():
             typer.echo(line)

@@ -1,7 +1,6 @@
-"""The quick-start job behind ``mednet-pvs demo``: make a phantom, save it and a picture of it.
-
-Kept as a plain function so later steps (segmenting the phantom with a bundled model, reporting
-Dice) can be added here without touching the CLI.
+"""The quick-start job behind ``mednet-pvs demo``: make a phantom, segment it with the bundled
+model of its contrast, write the mask, the PVS stats and pictures, and score the mask against the
+phantom's truth. Everything runs offline: the phantom is made here and the model ships in the package.
 """
 from __future__ import annotations
 
@@ -28,6 +27,10 @@ class DemoResult:
     spacing_mm: float
     seconds: float
     meta: dict[str, Any] = field(repr=False, default_factory=dict)
+    model: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    predicted_count: int | None = None
+    predicted_volume_mm3: float | None = None
 
     def summary_lines(self) -> list[str]:
         lines = [
@@ -40,14 +43,27 @@ class DemoResult:
         conf = self.meta.get("confounders", {})
         lines.append(f"confounders (not labelled): {conf.get('lacunes', 0)} lacunes, WMH Fazekas "
                      f"{conf.get('wmh_fazekas', 0)}, {conf.get('vessels', 0)} surface vessels")
-        lines += [f"{k:>9}: {p}" for k, p in self.paths.items()]
+        if self.model is not None:
+            lines.append(f"segmented with {self.model}: {self.predicted_count} PVS, {self.predicted_volume_mm3:.1f} mm^3")
+            lines.append(f"against the phantom's truth: Dice {self.scores['dice']:.3f}, cluster Dice {self.scores['cluster_dice']:.3f}, "
+                         f"precision {self.scores['precision']:.3f}, recall {self.scores['recall']:.3f}, "
+                         f"PVS found {self.scores['det_recall']:.0%}")
+        lines += [f"{k:>10}: {p}" for k, p in self.paths.items()]
         lines.append(f"done in {self.seconds:.1f} s")
         return lines
 
 
+def demo_model_name(contrast: str) -> str:
+    """The bundled zoo model the demo segments a ``contrast`` phantom with."""
+    return f"mednet-pvs-synth-{contrast.lower()}"
+
+
 def run_demo(out: str | os.PathLike = "demo_out", seed: int = 0, *, anatomy: str = "mni", name: str = "phantom",
-             **overrides: Any) -> DemoResult:
-    """Make one phantom (defaults :data:`DEMO_DEFAULTS`), save its NIfTIs, sidecar and ``overview.png``."""
+             model: str | None = "auto", device: str | None = "cpu", **overrides: Any) -> DemoResult:
+    """Make one phantom (defaults :data:`DEMO_DEFAULTS`), save its NIfTIs, sidecar and ``overview.png``;
+    then (unless ``model`` is ``None``) segment the saved image with ``model`` (``"auto"``: the
+    bundled model of the phantom's contrast, :func:`demo_model_name`) and write
+    ``<name>_mask.nii.gz``, ``<name>_stats.json``, ``<name>_clusters.csv`` and ``prediction.png``."""
     from mednet_pvs.synth.phantom import make_phantom
     from mednet_pvs.viz import save_overview
 
@@ -58,7 +74,7 @@ def run_demo(out: str | os.PathLike = "demo_out", seed: int = 0, *, anatomy: str
     paths = ph.save(out, name)
     paths["overview"] = save_overview(ph.image, ph.label, ph.affine, out / "overview.png",
                                       title=f"synthetic PVS phantom, {ph.meta['pvs_count']} PVS, seed {seed}")
-    return DemoResult(
+    result = DemoResult(
         out=out,
         paths=paths,
         pvs_count=int(ph.meta["pvs_count"]),
@@ -66,6 +82,29 @@ def run_demo(out: str | os.PathLike = "demo_out", seed: int = 0, *, anatomy: str
         pvs_by_region=dict(ph.meta["pvs_count_by_region"]),
         shape=tuple(ph.image.shape),  # type: ignore[arg-type]
         spacing_mm=float(ph.spacing[0]),
-        seconds=time.perf_counter() - t0,
+        seconds=0.0,
         meta=ph.meta,
     )
+    if model is not None:
+        _segment(result, ph, name, demo_model_name(settings["contrast"]) if model == "auto" else model, device)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _segment(result: DemoResult, ph: Any, name: str, model_name: str, device: str | None) -> None:
+    from mednet_pvs.analysis import case_metrics, pvs_burden
+    from mednet_pvs.analysis.burden import write_case_outputs
+    from mednet_pvs.viz import show
+    from mednet_pvs.zoo import load_pretrained
+
+    model = load_pretrained(model_name, device=device)
+    paths = result.paths
+    pred = model.predict(paths["image"], brainmask=paths["brainmask"])  # from the saved file, as a user would
+    burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=paths["regions"])
+    written = write_case_outputs(burden, result.out, like=pred.scan, prefix=f"{name}_")
+    paths.update({"mask": written["mask"], "stats": written["stats"], "clusters": written["clusters"]})
+    m = case_metrics(pred.mask > 0, ph.label > 0, ph.affine)
+    result.scores = {k: float(m[k]) for k in ("dice", "cluster_dice", "precision", "recall", "det_recall", "det_precision")}
+    paths["prediction"] = show(pred, title=f"{model_name}: {burden.count} PVS (Dice {m['dice']:.2f} vs truth)",
+                               save=result.out / "prediction.png") and result.out / "prediction.png"
+    result.model, result.predicted_count, result.predicted_volume_mm3 = model_name, int(burden.count), float(burden.volume_mm3)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
+import nibabel as nib
+import numpy as np
 import pytest
 
 from mednet_pvs.cli.main import main
@@ -41,17 +44,37 @@ def test_demo_procedural(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--anatomy", "procedural", "--seed", "1"]) == 0
     text = capsys.readouterr().out
     assert "PVS:" in text and "mm^3" in text and "overview.png" in text
+    assert "segmented with mednet-pvs-synth-t2w" in text and re.search(r"Dice \d\.\d{3}", text)
     for name in ("phantom_T2w.nii.gz", "phantom_pvs.nii.gz", "phantom_brainmask.nii.gz", "phantom_regions.nii.gz",
-                 "phantom.json", "overview.png"):
+                 "phantom.json", "overview.png", "phantom_mask.nii.gz", "phantom_stats.json", "phantom_clusters.csv",
+                 "prediction.png"):
         assert (out / name).is_file(), name
     assert json.loads((out / "phantom.json").read_text())["pvs_count"] > 0
+    mask, image = nib.load(out / "phantom_mask.nii.gz"), nib.load(out / "phantom_T2w.nii.gz")
+    assert mask.shape == image.shape and np.allclose(mask.affine, image.affine) and mask.get_data_dtype() == np.uint8
+    stats = json.loads((out / "phantom_stats.json").read_text())
+    assert stats["count"] == int(re.search(r"segmented with \S+: (\d+) PVS", text).group(1))
+
+
+def test_demo_without_model_and_with_unknown_model(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "a"), "--anatomy", "procedural", "--model", "none"]) == 0
+    assert not (tmp_path / "a" / "phantom_mask.nii.gz").exists() and "segmented" not in capsys.readouterr().out
+    assert main(["demo", "--out", str(tmp_path / "b"), "--anatomy", "procedural", "--model", "no-such-model"]) == 1
+    assert "unknown model 'no-such-model'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_demo_default_is_the_mni_phantom(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("contrast, target", [("T2w", 0.8), ("T1w", 0.7)])
+def test_demo_default_segments_the_mni_phantom(tmp_path, capsys, monkeypatch, contrast, target):
+    """The README's first command: a 1 mm MNI phantom segmented by the bundled model, Dice printed."""
     monkeypatch.chdir(tmp_path)
-    assert main(["demo"]) == 0
-    assert "mni152" in capsys.readouterr().out
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["demo", "--contrast", contrast]) == 0
+    text = capsys.readouterr().out
+    with capsys.disabled():
+        print(f"\n{text}")
+    assert "mni152" in text
     meta = json.loads((tmp_path / "demo_out" / "phantom.json").read_text())
     assert meta["config"]["anatomy"] == "mni" and meta["config"]["burden"] == 2 and meta["spacing_mm"] == [1.0] * 3
-    assert (tmp_path / "demo_out" / "overview.png").is_file()
+    assert (tmp_path / "demo_out" / "overview.png").is_file() and (tmp_path / "demo_out" / "prediction.png").is_file()
+    assert float(re.search(r"truth: Dice (\d\.\d{3})", text).group(1)) >= target
