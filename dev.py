@@ -2,7 +2,7 @@
 """One entry point for a fresh clone: set up ``.venv`` (CPU torch, pinned lock) and run things.
 
     python3 dev.py demo [ARGS]   # set up if needed, then the project's main job (``mednet-pvs demo``)
-    python3 dev.py test [ARGS]   # set up if needed, then the test suite (pytest ARGS)
+    python3 dev.py test [ARGS]   # set up if needed, then the test suite (pytest ARGS; -n auto unless -n is given)
     python3 dev.py setup         # only set up
 
 Needs only Python >= 3.10 with pip and venv. The environment is rebuilt when
@@ -77,7 +77,12 @@ def main(argv: list[str]) -> int:
     if argv[0] == "demo":
         return subprocess.call([str(_bin("mednet-pvs")), "demo", *argv[1:]], env=env)
     if argv[0] == "test":
-        return subprocess.call([str(_bin("python")), "-m", "pytest", *argv[1:]], cwd=ROOT, env=env)
+        args = argv[1:]
+        if not any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args):
+            # one worker per core; whole files per worker, so module-scoped fixtures (a training
+            # run shared by two tests) run once
+            args = ["-n", "auto", "--dist", "loadfile", *args]
+        return subprocess.call([str(_bin("python")), "-m", "pytest", *args], cwd=ROOT, env=env)
     return 0
 
 
