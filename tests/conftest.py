@@ -24,3 +24,26 @@ def _torch_threads():
         torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def figures(record_property):
+    """``figures("line", ...)``: measured figures of a test, printed in a "measured figures" section
+    at the end of the run (also under pytest-xdist, where a test's own prints are not shown)."""
+
+    def add(*lines: str) -> None:
+        record_property("figures", "\n".join(lines))
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    seen = []
+    for rep in terminalreporter.getreports("passed") + terminalreporter.getreports("failed"):
+        for key, value in getattr(rep, "user_properties", ()):
+            if key == "figures" and (rep.nodeid, value) not in seen:
+                seen.append((rep.nodeid, value))
+    if seen:
+        terminalreporter.section("measured figures")
+        for nodeid, value in seen:
+            terminalreporter.write_line(f"{nodeid}\n{value}\n")

@@ -65,14 +65,13 @@ def test_demo_without_model_and_with_unknown_model(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("contrast, target", [("T2w", 0.8), ("T1w", 0.7)])
-def test_demo_default_segments_the_mni_phantom(tmp_path, capsys, monkeypatch, contrast, target):
+def test_demo_default_segments_the_mni_phantom(tmp_path, capsys, monkeypatch, figures, contrast, target):
     """The README's first command: a 1 mm MNI phantom segmented by the bundled model, Dice printed."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["demo", "--contrast", contrast]) == 0
     text = capsys.readouterr().out
-    with capsys.disabled():
-        print(f"\n{text}")
+    figures(text)
     assert "mni152" in text
     meta = json.loads((tmp_path / "demo_out" / "phantom.json").read_text())
     assert meta["config"]["anatomy"] == "mni" and meta["config"]["burden"] == 2 and meta["spacing_mm"] == [1.0] * 3

@@ -140,10 +140,9 @@ def test_every_notebook_is_described_in_the_readme():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_on_tiny_settings(name, tmp_path, capsys):
+def test_notebook_runs_on_tiny_settings(name, tmp_path, figures):
     nb, seconds = execute(name, tmp_path)
-    with capsys.disabled():
-        print(f"\n{name}: executed in {seconds:.0f} s (model {MODEL})")
+    figures(f"{name}: executed in {seconds:.0f} s (model {MODEL})")
     assert not widget_errors(nb), widget_errors(nb)
     out = tmp_path / TINY[name]["OUT"]
     assert out.is_dir() and any(out.iterdir()), "the notebook writes into its OUT folder"

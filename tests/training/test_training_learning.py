@@ -8,7 +8,7 @@
    the Dice on 4 held-out T1w phantoms by a wide margin, and well beyond what the same 120 steps
    reach from untrained weights (same data, same code path: ``finetune`` of an untrained bundle).
 
-The figures are printed (visible in the CI log).
+The figures are printed in the run's "measured figures" section (visible in the CI log).
 """
 from __future__ import annotations
 
@@ -26,9 +26,8 @@ MIN_GAIN = 0.3  # Dice gained on held-out T1w phantoms by fine-tuning
 MIN_GAIN_OVER_SCRATCH = 0.2  # ... over the same 120 steps from untrained weights
 
 
-def report(capsys, *lines: str) -> None:
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
+def report(figures, *lines: str) -> None:
+    figures(*lines)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,7 @@ def t2w_run(tmp_path_factory) -> tuple[Path, float]:
 
 
 @pytest.mark.slow
-def test_tiny_config_learns_to_segment_held_out_phantoms(t2w_run, capsys):
+def test_tiny_config_learns_to_segment_held_out_phantoms(t2w_run, figures):
     from mednet_pvs.analysis import case_metrics
     from mednet_pvs.inference import PVSModel
     from mednet_pvs.synth import PhantomConfig, make_phantom
@@ -59,7 +58,7 @@ def test_tiny_config_learns_to_segment_held_out_phantoms(t2w_run, capsys):
         ph = make_phantom(PhantomConfig(anatomy="procedural", shape=(64, 64, 64), contrast="T2w"), seed=seed)
         pred = model.predict((ph.image, ph.affine))
         dices.append(case_metrics(pred.mask, ph.label > 0, ph.affine)["dice"])
-    report(capsys, f"tiny_synthetic: {int(val['step'].max()) + 1} steps, {len(val)} epochs, {seconds:.0f} s (fit + validation)",
+    report(figures, f"tiny_synthetic: {int(val['step'].max()) + 1} steps, {len(val)} epochs, {seconds:.0f} s (fit + validation)",
            val.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
            f"best validation Dice {best:.3f}; bundle on 3 new phantoms (predict, TTA): Dice {np.round(dices, 3).tolist()}")
     assert best >= MIN_DICE
@@ -68,7 +67,7 @@ def test_tiny_config_learns_to_segment_held_out_phantoms(t2w_run, capsys):
 
 
 @pytest.mark.slow
-def test_finetuning_t2w_model_on_a_few_t1w_phantoms(t2w_run, tmp_path, capsys):
+def test_finetuning_t2w_model_on_a_few_t1w_phantoms(t2w_run, tmp_path, figures):
     import torch
 
     from mednet_pvs.inference import PVSModel
@@ -90,7 +89,7 @@ def test_finetuning_t2w_model_on_a_few_t1w_phantoms(t2w_run, tmp_path, capsys):
                               split="manifest", augmentation="none", samples_per_volume=8, num_workers=0, logger="none")
         seconds[name] = time.perf_counter() - t0
     ft, sc = runs["T2w model"], runs["untrained"]
-    report(capsys, "fine-tuning on 6 T1w phantoms (PVS dark), 120 steps, Dice on 4 held-out T1w phantoms:",
+    report(figures, "fine-tuning on 6 T1w phantoms (PVS dark), 120 steps, Dice on 4 held-out T1w phantoms:",
            *(f"  from {n:<10} before {r.before['dice']:.3f}  after {r.after['dice']:.3f}  (precision {r.after['precision']:.3f}, "
              f"recall {r.after['recall']:.3f}, detection F1 {r.after['det_f1']:.3f}; {seconds[n]:.0f} s)" for n, r in runs.items()))
     assert ft.after["dice"] - ft.before["dice"] >= MIN_GAIN

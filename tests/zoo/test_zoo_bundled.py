@@ -41,7 +41,7 @@ def test_bundled_entry_ships_small_float16_weights_and_loads_offline(name, monke
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLED)
-def test_bundled_model_segments_unseen_phantoms_well_above_frangi(name, capsys):
+def test_bundled_model_segments_unseen_phantoms_well_above_frangi(name, figures):
     """Two held-out 1 mm MNI-based phantoms of the model's contrast (seeds never used in training);
     Frangi's threshold fitted on two other phantoms."""
     from mednet_pvs.zoo.phantom_scores import fit_frangi_on_phantoms, score_on_phantoms, summary
@@ -50,8 +50,7 @@ def test_bundled_model_segments_unseen_phantoms_well_above_frangi(name, capsys):
     model = load_pretrained(name, device="cpu")
     frangi = fit_frangi_on_phantoms(contrast, seeds=(30_000, 30_001))
     table = score_on_phantoms({"bundled": model, "frangi": frangi}, contrast, seeds=(40_000, 40_001), tta=False)
-    with capsys.disabled():
-        print(f"\n{name} on 2 unseen {contrast} phantoms:\n{summary(table).to_string()}")
+    figures(f"{name} on 2 unseen {contrast} phantoms:", summary(table).to_string())
     dice = table.groupby("model")["dice"].mean()
     assert dice["bundled"] >= target
     assert dice["bundled"] >= dice["frangi"] + MARGIN_OVER_FRANGI
