@@ -49,7 +49,10 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
     if threshold is not None:
         inf["threshold"] = threshold
     entry = get_entry(name)
-    meta = {**entry.meta(), "metrics_note": METRICS_NOTE,
+    run = model.meta.get("training", {})
+    # what fine-tuning reads back (lr, optimiser, deep-supervision targets) next to the entry's record
+    training = {**entry.meta().get("training", {}), **{k: run[k] for k in ("optimizer", "lr", "target_downsampling") if k in run}}
+    meta = {**entry.meta(), "training": training, "metrics_note": METRICS_NOTE,
             "run": {k: model.meta.get("training", {}).get(k) for k in ("epoch", "global_step", "checkpoint")},
             "run_val_metrics": model.meta.get("metrics", {})}
     return PVSModel(model.networks, model.network, model.preprocessing, inf, name=name, meta=meta, device="cpu")

@@ -71,3 +71,15 @@ def test_phantom_scores_fit_frangi_score_and_figures():
     figures = as_figures(table, "procedural phantoms")
     assert [f["metric"] for f in figures] == ["voxel Dice", "cluster Dice"]
     assert figures[0]["value"] == round(float(table["dice"].mean()), 3) and "2 held-out T2w phantoms" in figures[0]["protocol"]
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_records_what_fine_tuning_reads(name):
+    """Fine-tuning starts from a tenth of the lr the model was trained with and its deep-supervision targets."""
+    from mednet_pvs.inference.bundle import read_config
+    from mednet_pvs.training.finetuning import source_lr
+
+    config = read_config(BUNDLED_DIR / str(get_entry(name).weights.folder))
+    training = config["meta"]["training"]
+    assert training["target_downsampling"] == "max" and training["command"].startswith("mednet-pvs fit --config synth_")
+    assert source_lr(config, "mednext") == pytest.approx(3e-3)
