@@ -349,8 +349,8 @@ def model_mode(args: argparse.Namespace, device: torch.device) -> dict:
     del ph
     net = build_net(args)
     model = PVSModel(net, None, {"target_spacing": (args.spacing,) * 3},
-                     InferenceConfig(patch_size=tuple(args.patch), mirror_axes=args.mirror_axes,
-                                     batch_size=args.batch, stitch_on_cpu=args.stitch_on_cpu), device=device)
+                     InferenceConfig.from_dict(dict(patch_size=tuple(args.patch), mirror_axes=args.mirror_axes,
+                                     batch_size=args.batch, stitch_on_cpu=args.stitch_on_cpu)), device=device)
     tiles = []
     with PeakMemory(device) as mem:
         t0 = time.perf_counter()

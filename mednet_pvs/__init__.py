@@ -13,17 +13,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0.dev0"
-
 from mednet_pvs.errors import ConfigError, InputError, MednetError
+from mednet_pvs.version import __version__
 from mednet_pvs.io import Scan, load_image, save_like
 from mednet_pvs.synth import PhantomConfig, make_phantom
 
 #: name -> module, imported on first access (PEP 562).
 _LAZY = {
     "PVSModel": "mednet_pvs.inference.model",
-    "InferenceConfig": "mednet_pvs.inference.model",
-    "Prediction": "mednet_pvs.inference.model",
+    "InferenceConfig": "mednet_pvs.inference.settings",
+    "Prediction": "mednet_pvs.inference.prediction",
+    "CaseOutputs": "mednet_pvs.inference.outputs",
     "predict_batch": "mednet_pvs.inference.batch",
     "pvs_burden": "mednet_pvs.analysis.burden",
     "evaluate": "mednet_pvs.analysis.evaluate",

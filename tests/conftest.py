@@ -27,6 +27,23 @@ def _torch_threads():
 
 
 @pytest.fixture
+def oblique_affine():
+    """``oblique_affine(degrees, spacing, origin)``: a 4x4 voxel-to-world matrix rotated about S,
+    with signed spacings (negative: L/P-going axes), for grids that are neither RAS nor isotropic."""
+    import numpy as np
+
+    def make(degrees=25.0, spacing=(-0.6, -0.7, 0.9), origin=(40.0, 30.0, -20.0)):
+        a = np.deg2rad(degrees)
+        rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+        aff = np.eye(4)
+        aff[:3, :3] = rot @ np.diag(spacing)
+        aff[:3, 3] = origin
+        return aff
+
+    return make
+
+
+@pytest.fixture
 def figures(record_property):
     """``figures("line", ...)``: measured figures of a test, printed in a "measured figures" section
     at the end of the run (also under pytest-xdist, where a test's own prints are not shown)."""

@@ -5,7 +5,7 @@
     mednet-pvs fit --config synth_t2w --logger csv --trainer.default_root_dir runs/synth_t2w
     # 2. score the run's best epoch on held-out phantoms next to a fitted Frangi baseline
     python zoo/build_bundled.py runs/synth_t2w/model mednet-pvs-synth-t2w --score
-    #    -> paste the printed figures into zoo/<name>.yaml and mednet_pvs/zoo/entries/<name>.yaml
+    #    -> paste the printed figures into mednet_pvs/zoo/entries/<name>.yaml
     # 3. write mednet_pvs/zoo/bundled/<name>/ (float16 weights, config.json with the entry's meta, model card)
     python zoo/build_bundled.py runs/synth_t2w/model mednet-pvs-synth-t2w --write
 
@@ -22,7 +22,6 @@ import torch
 
 from mednet_pvs.inference import PVSModel
 from mednet_pvs.zoo import get_entry
-from mednet_pvs.zoo.card import model_card
 from mednet_pvs.zoo.phantom_scores import (
     FRANGI_FIT_SEEDS,
     TEST_SEEDS,
@@ -32,7 +31,7 @@ from mednet_pvs.zoo.phantom_scores import (
     score_on_phantoms,
     summary,
 )
-from mednet_pvs.zoo.registry import BUNDLED_DIR
+from mednet_pvs.zoo.catalog import BUNDLED_DIR
 
 METRICS_NOTE = ("Measured by `zoo/build_bundled.py` on synthetic phantoms this model never saw (seeds "
                 f"{TEST_SEEDS[0]}-{TEST_SEEDS[-1]}); its probability threshold and the Frangi baseline's threshold "
@@ -42,12 +41,12 @@ METRICS_NOTE = ("Measured by `zoo/build_bundled.py` on synthetic phantoms this m
 
 def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None) -> PVSModel:
     model = PVSModel.from_pretrained(run_model, device="cpu")
-    inf = model.inference.to_dict()
+    changes: dict = {"mirror_axes": [] if mirror == "none" else [int(a) for a in mirror.split(",")]}
     if patch:
-        inf["patch_size"] = [patch] * 3
-    inf["mirror_axes"] = [] if mirror == "none" else [int(a) for a in mirror.split(",")]
+        changes["patch_size"] = [patch] * 3
     if threshold is not None:
-        inf["threshold"] = threshold
+        changes["threshold"] = threshold
+    inf = model.inference.updated(changes)
     entry = get_entry(name)
     run = model.meta.get("training", {})
     # what fine-tuning reads back (lr, optimiser, deep-supervision targets) next to the entry's record
@@ -88,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  - metric: {f['metric']}\n    value: {f['value']}\n    protocol: {f['protocol']}\n    data: {f['data']}")
     if args.write:
         folder = BUNDLED_DIR / str(get_entry(args.name).weights.folder)
-        from mednet_pvs.inference.bundle import bundle_config
-
-        model.save_pretrained(folder, card=model_card(bundle_config(model), load_as=args.name), dtype=torch.float16)
+        model.save_pretrained(folder, load_as=args.name, dtype=torch.float16)
         size = (folder / "model.safetensors").stat().st_size
         print(f"wrote {folder} (model.safetensors {size / 2**20:.2f} MiB)")
     return 0

@@ -6,7 +6,7 @@ numpy/scipy (and pandas for tables) only; nothing here imports torch.
 """
 from __future__ import annotations
 
-from mednet_pvs.analysis.burden import Burden, pvs_burden, write_case_outputs, write_summary
+from mednet_pvs.analysis.burden import Burden, pvs_burden, write_summary
 from mednet_pvs.analysis.clusters import cluster_geometry, label_clusters, remove_small_clusters
 from mednet_pvs.analysis.evaluate import evaluate, evaluate_case, summarize, write_evaluation
 from mednet_pvs.analysis.metrics import agreement, case_metrics, icc, pearson_r
@@ -28,7 +28,6 @@ __all__ = [
     "read_lut",
     "remove_small_clusters",
     "summarize",
-    "write_case_outputs",
     "write_evaluation",
     "write_summary",
 ]

@@ -3,7 +3,7 @@
     >>> b = pvs_burden("sub-01_desc-pvs_mask.nii.gz", regions="aseg.mgz", min_size_mm3=2.0)
     >>> b.count, b.volume_mm3, b.per_region["bg"]["count"]
     >>> b.clusters.head()            # one row per cluster (pandas DataFrame)
-    >>> write_case_outputs(b, "out/sub-01")   # mask.nii.gz, stats.json, clusters.csv
+    >>> b.to_dict()                  # the numbers of stats.json (files: mednet_pvs.inference.CaseOutputs)
 
 Clusters are 26-connected components (:mod:`mednet_pvs.analysis.clusters` defines length, width and
 orientation). Regions come from a label map of the same subject on any grid
@@ -43,7 +43,7 @@ from mednet_pvs.analysis.regions import (
     read_lut,
 )
 from mednet_pvs.errors import InputError
-from mednet_pvs.io import Scan, load_image, save_like
+from mednet_pvs.io import Scan, load_image
 
 MaskSource = Union[str, PathLike, Scan, np.ndarray, tuple, nib.spatialimages.SpatialImage]
 
@@ -123,7 +123,7 @@ class Burden:
 
     def to_dict(self) -> dict[str, Any]:
         """Per-case numbers as strict-JSON-ready values (the content of ``stats.json``)."""
-        from mednet_pvs import __version__
+        from mednet_pvs.version import __version__
 
         out: dict[str, Any] = {"count": self.count, "volume_mm3": self.volume_mm3}
         if self.mean_probability is not None:
@@ -252,49 +252,6 @@ def pvs_burden(
         mean_probability=mean_probability,
         source=scan,
     )
-
-
-def write_case_outputs(
-    burden: Burden,
-    outdir: str | PathLike,
-    *,
-    like: Any = None,
-    probs: np.ndarray | None = None,
-    prefix: str = "",
-    save_labels: bool = False,
-) -> dict[str, Path]:
-    """Write one case's outputs next to each other, atomically, on the mask's grid.
-
-    Files (``prefix`` prepended to each name): ``mask.nii.gz`` (uint8), ``prob.nii.gz`` (float32,
-    with ``probs``), ``clusters.nii.gz`` (int32 cluster ids, with ``save_labels``), ``stats.json``
-    (:meth:`Burden.to_dict`) and ``clusters.csv`` (:attr:`Burden.clusters`).
-
-    Args:
-        burden: from :func:`pvs_burden`.
-        outdir: destination folder (created).
-        like: the reference grid (Scan or path); default: the mask's own file, else its affine.
-        probs: probability map (X, Y, Z) to save beside the mask.
-        prefix: file name prefix, e.g. ``"sub-01_"``.
-        save_labels: also write the cluster label map.
-
-    Returns:
-        ``{"mask": path, "stats": path, "clusters": path, ...}``.
-    """
-    out = Path(outdir)
-    if like is not None:
-        ref = like if isinstance(like, Scan) else load_image(like, kind="label", max_anisotropy=None)
-    elif burden.source is not None:
-        ref = burden.source
-    else:
-        ref = load_image((np.zeros(burden.labels.shape, np.uint8), burden.affine), kind="label", max_anisotropy=None)
-    paths = {"mask": save_like(burden.mask, ref, out / f"{prefix}mask.nii.gz", dtype=np.uint8)}
-    if probs is not None:
-        paths["prob"] = save_like(np.asarray(probs, dtype=np.float32), ref, out / f"{prefix}prob.nii.gz")
-    if save_labels:
-        paths["labels"] = save_like(burden.labels, ref, out / f"{prefix}clusters.nii.gz", dtype=np.int32)
-    paths["stats"] = write_strict_json(burden.to_dict(), out / f"{prefix}stats.json")
-    paths["clusters"] = write_csv(burden.clusters, out / f"{prefix}clusters.csv")
-    return paths
 
 
 def write_summary(rows: Iterable[Mapping[str, Any]] | Mapping[str, Burden], path: str | PathLike) -> Path:

@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Make a synthetic PVS phantom (MNI152, 1 mm, burden 2), segment it, report Dice against its truth."""
         from mednet_pvs.cli.cmd_synth import canonical_choice
-        from mednet_pvs.synth.config import ANATOMIES, CONTRASTS
-        from mednet_pvs.synth.demo import run_demo
+        from mednet_pvs.synth.phantom_config import ANATOMIES, CONTRASTS
+        from mednet_pvs.demo import run_demo
 
         result = run_demo(out, seed, anatomy=canonical_choice(anatomy, ANATOMIES), contrast=canonical_choice(contrast, CONTRASTS),
                           model=None if model.lower() == "none" else model, device=device)

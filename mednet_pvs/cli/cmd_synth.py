@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from mednet_pvs.synth import PhantomConfig, make_cohort
-        from mednet_pvs.synth.config import ANATOMIES, CONTRASTS
+        from mednet_pvs.synth.phantom_config import ANATOMIES, CONTRASTS
 
         cfg = PhantomConfig(
             anatomy=canonical_choice(anatomy, ANATOMIES), shape=parse_shape(shape), spacing=spacing,

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from mednet_pvs.errors import ConfigError
-        from mednet_pvs.zoo.registry import find_entry, model_entries, unknown_name_message
+        from mednet_pvs.zoo.catalog import find_entry, model_entries, unknown_name_message
 
         console = Console(soft_wrap=True)
         entry = find_entry(name) if name and not any(c in name for c in "*?[") else None
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from mednet_pvs.errors import ConfigError
-        from mednet_pvs.zoo.nnunet_v1 import ZooImportWarning, import_nnunet_v1
+        from mednet_pvs.zoo.import_nnunet_v1 import ZooImportWarning, import_nnunet_v1
         from mednet_pvs.zoo.pretrained import save_pretrained
 
         console = Console(stderr=True, soft_wrap=True)
@@ -67,9 +67,9 @@ def register(app: typer.Typer) -> None:
         save_pretrained(model, out, load_as=str(out))
         src, pre, inf = model.meta["source"], model.preprocessing, model.inference
         console.print(f"imported {src['trainer']} ({src['task']}), folds {', '.join(src['folds'])}: "
-                      f"{model.network['name']}, {len(model.networks)} member(s)", highlight=False)
+                      f"{model.network.name}, {len(model.networks)} member(s)", highlight=False)
         console.print(f"preprocessing: spacing {pre.target_spacing} mm, orientation {pre.orientation}, {pre.normalisation}; "
-                      f"patch {inf.patch_size}, mirroring axes {inf.mirror_axes}", highlight=False)
+                      f"patch {inf.window.patch_size}, mirroring axes {inf.window.mirror_axes}", highlight=False)
         for w in model.meta.get("import_warnings", []):
             console.print(f"[yellow]warning:[/] {w}", highlight=False)
         console.print(f"wrote {out} (config.json, model.safetensors, README.md); load it with load_pretrained('{out}') "

@@ -38,7 +38,7 @@ def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
 ) -> None:
     if version:
-        from mednet_pvs import __version__
+        from mednet_pvs.version import __version__
 
         typer.echo(__version__)
         raise typer.Exit()

@@ -3,16 +3,17 @@
     cases = collect_inputs("scans/")                    # a file, a folder, a manifest or BIDS folder
     report = predict_batch(cases, "out/", load_pretrained("model_folder/"))   # mednet_pvs.zoo
 
-Each case gets ``out/<case>/<case>_mask.nii.gz`` (uint8), optional ``<case>_prob.nii.gz``,
-``<case>_stats.json`` and ``<case>_clusters.csv`` (written atomically, the CSV last: a case whose
-CSV exists is done and is skipped on the next run). One case's failure is recorded and the others
+Each case gets a folder ``out/<case>/`` with the files of
+:class:`~mednet_pvs.inference.outputs.CaseOutputs`: ``<case>_mask.nii.gz`` (uint8, the model's
+mask), optional ``<case>_prob.nii.gz`` and ``<case>_preview.png``, ``<case>_stats.json`` and
+``<case>_clusters.csv`` (written atomically, the CSV last: a case whose CSV exists is done and is
+skipped on the next run). One case's failure is recorded and the others
 go on. ``shard=(k, n)`` keeps every n-th case starting at the k-th (1-based) of the sorted list,
 so n processes (a SLURM array) share one input list without overlap or clashes; each writes its
 own ``summary[_shard-k-of-n].csv``.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 from mednet_pvs.data.cases import REGION_COLUMNS
 from mednet_pvs.errors import ConfigError, InputError, MednetError
+from mednet_pvs.inference.outputs import CaseOutputs
 from mednet_pvs.io import PathType
 
 NIFTI = re.compile(r"\.(nii|nii\.gz|mgz)$", re.IGNORECASE)
@@ -135,16 +137,9 @@ def select_shard(cases: Sequence[CaseInput], shard: tuple[int, int] | None) -> l
     return ordered[k - 1 :: n]
 
 
-def case_outputs(outdir: PathType, case_id: str) -> dict[str, Path]:
-    """Where a case's outputs go (the clusters CSV is written last: its presence means done)."""
-    d = Path(outdir) / case_id
-    return {
-        "mask": d / f"{case_id}_mask.nii.gz",
-        "prob": d / f"{case_id}_prob.nii.gz",
-        "stats": d / f"{case_id}_stats.json",
-        "clusters": d / f"{case_id}_clusters.csv",
-        "preview": d / f"{case_id}_preview.png",
-    }
+def case_outputs(outdir: PathType, case_id: str) -> CaseOutputs:
+    """A batch case's outputs: the folder ``<outdir>/<case_id>/`` (``case_outputs(out, cid)["mask"]``)."""
+    return CaseOutputs(Path(outdir) / case_id, case_id)
 
 
 def predict_batch(
@@ -179,16 +174,16 @@ def predict_batch(
     """
     import time
 
-    from mednet_pvs.analysis.burden import pvs_burden, summary_row, write_case_outputs, write_summary
+    from mednet_pvs.analysis.burden import pvs_burden, summary_row, write_summary
 
     out = Path(outdir)
     report = BatchReport()
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for case in select_shard(cases, shard):
-        paths = case_outputs(out, case.case_id)
-        if paths["clusters"].exists() and paths["stats"].exists() and not overwrite:
-            rows.append(summary_row(json.loads(paths["stats"].read_text()), case.case_id))
+        outputs = case_outputs(out, case.case_id)
+        if outputs.done() and not overwrite:
+            rows.append(summary_row(outputs.read_stats(), case.case_id))
             report.skipped.append(case.case_id)
             if on_case:
                 on_case(case.case_id, "skipped", "already done")
@@ -196,13 +191,8 @@ def predict_batch(
         try:
             pred = model.predict(case.image, brainmask=case.brainmask, tta=tta, step=step)
             burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=case.regions)
-            write_case_outputs(
-                burden, paths["mask"].parent, like=pred.scan, probs=pred.probabilities if save_probs else None, prefix=f"{case.case_id}_"
-            )
-            if preview:
-                from mednet_pvs.viz import show
-
-                show(pred, title=f"{case.case_id}: {burden.count} PVS", save=paths["preview"])
+            outputs.write(pred.scan, pred.mask, probabilities=pred.probabilities, save_probabilities=save_probs, burden=burden,
+                          preview=preview, title=f"{case.case_id}: {burden.count} PVS")
         except MednetError as e:
             report.failed[case.case_id] = str(e)
         except Exception as e:  # one bad case must not stop a batch of hundreds

@@ -1,169 +1,205 @@
-"""The model bundle: the one folder format every trained model travels in.
+"""The model bundle: the one folder format every model travels in.
 
     <model folder>/
-      config.json         format, name, network spec (registry name + kwargs), preprocessing,
-                          inference settings, members, labels, meta (contrast, data, figures)
-      model.safetensors   weights of every member, keys ``"<member>.<state-dict key>"``
-      README.md           model card
+      config.json         BundleConfig: format, kind, name, network spec, preprocessing, inference
+                          settings, members, labels, weights' sha256, meta (contrast, data, figures)
+      model.safetensors   weights of every member, keys ``"<member>.<state-dict key>"`` (none for
+                          models without weights, e.g. the Frangi baseline)
+      README.md           model card (:func:`mednet_pvs.inference.card.model_card`)
 
-``save_pretrained``, ``PVSModel.from_pretrained``, training's export, the importers and the zoo
-all write or read exactly this. Weights are safetensors only: loading never unpickles anything.
+:func:`write_bundle` and :func:`read_bundle_config` are the one pair that writes and reads this
+format; they know no model class. Each model *kind* registers how it is built from a bundle
+(:func:`register_kind`): the network ensemble (``"network"``, :mod:`~mednet_pvs.inference.model`)
+and Frangi (``"frangi"``, :mod:`~mednet_pvs.inference.frangi_model`); :func:`load_bundle` looks
+the kind up. Adding a kind is one new module with its ``@register_kind``. Weights are safetensors
+only (loading never unpickles anything), and their sha256, recorded in ``config.json`` when
+written, is checked when read. Bundles written before the sha256 was recorded still load.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mednet_pvs.classical.frangi import FrangiConfig
+from mednet_pvs.config import Config
+from mednet_pvs.data.preprocessing import PreprocessConfig
 from mednet_pvs.errors import ConfigError, InputError
+from mednet_pvs.inference.settings import InferenceConfig
 from mednet_pvs.io import PathType, atomic_path, write_json, write_text
+from mednet_pvs.nets import NetworkSpec
 
 FORMAT = "mednet-pvs-bundle/1"
 CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
+DEFAULT_LABELS = {"0": "background", "1": "PVS"}
 
 
-def _member_names(n: int) -> list[str]:
-    return [f"member_{i}" for i in range(n)]
+@dataclass
+class BundleConfig(Config):
+    """The content of a bundle's ``config.json``.
+
+    Attributes:
+        format: the format version, :data:`FORMAT`.
+        name: the model's short name (logs, outputs, model card).
+        kind: how the model is built from the bundle (a :func:`register_kind` name).
+        network: registry name + constructor arguments of every member (network kinds).
+        preprocessing: what the networks were trained on (network kinds).
+        inference: sliding window, threshold, minimum cluster size (network kinds).
+        members: names of the ensemble members (weights ``"<member>.<key>"``).
+        labels: output label values -> names.
+        frangi: the filter and threshold settings (kind ``"frangi"``).
+        weights_sha256: sha256 of ``model.safetensors`` (checked on load; ``None`` in bundles
+            written before it was recorded, and in bundles without weights).
+        meta: everything else worth keeping (contrast, training data and run, figures, provenance).
+    """
+
+    _what = "bundle"
+
+    format: str = FORMAT
+    name: str = "model"
+    kind: str = "network"
+    network: NetworkSpec | None = None
+    preprocessing: PreprocessConfig | None = None
+    inference: InferenceConfig | None = None
+    members: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_LABELS))
+    frangi: FrangiConfig | None = None
+    weights_sha256: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def require(self, *names: str, where: PathType | None = None) -> None:
+        """InputError naming ``config.json`` unless every field in ``names`` is set."""
+        missing = [n for n in names if getattr(self, n) in (None, ())]
+        if missing:
+            raise InputError(where, f"missing key(s) {', '.join(missing)} for a {self.kind!r} model")
 
 
-def bundle_config(model: Any) -> dict[str, Any]:
-    """The ``config.json`` content of a :class:`~mednet_pvs.inference.model.PVSModel`."""
-    if model.network is None:
-        raise InputError(None, "this model's networks are not from the registry (network spec is None): it cannot be saved as a bundle")
-    return {
-        "format": FORMAT,
-        "name": model.name,
-        "network": model.network,
-        "preprocessing": model.preprocessing.to_dict(),
-        "inference": model.inference.to_dict(),
-        "members": _member_names(len(model.networks)),
-        "labels": {"0": "background", "1": "PVS"},
-        "meta": model.meta,
-    }
+def member_names(n: int) -> tuple[str, ...]:
+    """The member names of an ensemble of ``n`` networks."""
+    return tuple(f"member_{i}" for i in range(n))
 
 
-def default_card(config: dict[str, Any]) -> str:
-    """A minimal model card from the config (a zoo entry or training export supplies a fuller one)."""
-    meta = config.get("meta", {})
-    lines = [
-        f"# {config['name']}",
-        "",
-        f"PVS segmentation model for mednet-pvs ({config['network']['name']}, {len(config['members'])} member(s)).",
-        "",
-        "```python",
-        "from mednet_pvs.inference import PVSModel",
-        "model = PVSModel.from_pretrained('<this folder>')",
-        "pred = model.predict('scan.nii.gz')",
-        "```",
-        "",
-        f"- preprocessing: `{json.dumps(config['preprocessing'])}`",
-        f"- inference: `{json.dumps(config['inference'])}`",
-    ]
-    for key in ("contrast", "training_data", "metrics", "licence", "citation"):
-        if key in meta:
-            lines.append(f"- {key.replace('_', ' ')}: {json.dumps(meta[key]) if not isinstance(meta[key], str) else meta[key]}")
-    return "\n".join(lines) + "\n"
+def sha256_of(path: PathType) -> str:
+    """Hex sha256 of a file (read in 8 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
-def save_bundle(model: Any, folder: PathType, *, card: str | None = None, dtype: torch.dtype | None = None) -> Path:
-    """Write ``model`` (a PVSModel) as a bundle folder; each file is written atomically.
-
-    ``dtype`` (e.g. ``torch.float16``) stores the floating-point weights in that type (half the
-    size); loading casts them back to the network's own dtype."""
-    from safetensors.torch import save_file
-
-    from mednet_pvs.nets.state_dicts import alias_groups
-
+# ---------------------------------------------------------------------------------- reading
+def read_bundle_config(folder: PathType) -> BundleConfig:
+    """Read and check a bundle's ``config.json`` (any kind); every problem is an InputError naming the file."""
     folder = Path(folder)
-    config = bundle_config(model)
-    tensors: dict[str, torch.Tensor] = {}
-    for member, net in zip(config["members"], model.networks):
-        canonical = alias_groups(net)  # modules registered twice share tensors: store each tensor once
-        for key, value in net.state_dict().items():
-            if key in canonical:
-                value = value.detach().to("cpu")
-                if dtype is not None and value.is_floating_point():
-                    value = value.to(dtype)
-                tensors[f"{member}.{key}"] = value.contiguous()
-    with atomic_path(folder / WEIGHTS) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT})
-    write_json(config, folder / CONFIG)
-    write_text(card if card is not None else default_card(config), folder / CARD)
-    return folder
-
-
-def read_config(folder: PathType) -> dict[str, Any]:
-    """Read and check a bundle's ``config.json``."""
-    path = Path(folder) / CONFIG
-    if not Path(folder).is_dir():
+    path = folder / CONFIG
+    if not folder.is_dir():
         raise InputError(folder, "model folder not found")
     if not path.exists():
         raise InputError(path, "missing: not a mednet-pvs model folder (expected config.json + model.safetensors)")
     try:
-        config = json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(path, f"not valid JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise InputError(path, f"unknown bundle format {config.get('format') if isinstance(config, dict) else None!r} (expected {FORMAT!r})")
-    required = ("name", "frangi") if config.get("kind") == "frangi" else ("name", "network", "preprocessing", "inference", "members")
-    missing = [k for k in required if k not in config]
-    if missing:
-        raise InputError(path, f"missing key(s) {', '.join(missing)}")
-    return config
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise InputError(path, f"unknown bundle format {raw.get('format') if isinstance(raw, dict) else None!r} (expected {FORMAT!r})")
+    if "name" not in raw:
+        raise InputError(path, "missing key(s) name")
+    try:
+        return BundleConfig.from_dict(raw)
+    except (ConfigError, TypeError) as e:
+        raise InputError(path, str(e)) from None
 
 
-def load_bundle(folder: PathType, *, device: str | torch.device | None = None) -> Any:
-    """Build a ready model from a bundle folder: a :class:`~mednet_pvs.inference.model.PVSModel`,
-    or a :class:`~mednet_pvs.inference.frangi_model.FrangiModel` for ``"kind": "frangi"``."""
+def read_weights(folder: PathType, config: BundleConfig) -> dict[str, torch.Tensor]:
+    """The bundle's ``model.safetensors`` as tensors, after checking its sha256 against the config."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from mednet_pvs.inference.model import PVSModel
-    from mednet_pvs.nets import create_network_from_config
-    from mednet_pvs.nets.state_dicts import load_exact
+    path = Path(folder) / WEIGHTS
+    if not path.exists():
+        raise InputError(path, "missing: the model folder has no weights")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(path, f"not a readable safetensors file ({e})") from None
+    if config.weights_sha256 is not None:
+        digest = sha256_of(path)
+        if digest != config.weights_sha256:
+            raise InputError(path, f"sha256 {digest} does not match the {config.weights_sha256} recorded in {CONFIG}: "
+                                   "the weights are corrupt or were replaced; refused")
+    return tensors
+
+
+# ---------------------------------------------------------------------------------- writing
+def write_bundle(
+    folder: PathType,
+    config: BundleConfig,
+    tensors: Mapping[str, torch.Tensor] | None = None,
+    *,
+    card: str | None = None,
+    load_as: str | None = None,
+) -> Path:
+    """Write a bundle folder: the weights (if any) first, then ``config.json`` with their sha256,
+    then the model card; each file atomically.
+
+    Args:
+        folder: destination (created).
+        config: the bundle's config (its ``weights_sha256`` is filled in here).
+        tensors: the weights, ``{"<member>.<key>": tensor}``; ``None`` for models without weights.
+        card: the model card's text (default :func:`~mednet_pvs.inference.card.model_card`).
+        load_as: what the default card's usage example passes to ``load_pretrained``.
+    """
+    from mednet_pvs.inference.card import model_card
 
     folder = Path(folder)
-    config = read_config(folder)
-    if config.get("kind") == "frangi":
-        from mednet_pvs.inference.frangi_model import FrangiModel
+    if tensors is not None:
+        from safetensors.torch import save_file
 
-        try:
-            return FrangiModel(config["frangi"], name=config["name"], meta=config.get("meta", {}))
-        except ConfigError as e:
-            raise InputError(folder / CONFIG, str(e)) from None
-    wpath = folder / WEIGHTS
-    if not wpath.exists():
-        raise InputError(wpath, "missing: the model folder has no weights")
+        with atomic_path(folder / WEIGHTS) as tmp:
+            save_file(dict(tensors), str(tmp), metadata={"format": FORMAT})
+        config = config.replace(weights_sha256=sha256_of(folder / WEIGHTS))
+    write_json(config.to_dict(), folder / CONFIG)
+    write_text(card if card is not None else model_card(config, load_as=load_as), folder / CARD)
+    return folder
+
+
+# ---------------------------------------------------------------------------------- kinds
+#: kind -> ``loader(folder, config, device) -> model``.
+Loader = Callable[[Path, BundleConfig, "str | torch.device | None"], Any]
+_KINDS: dict[str, Loader] = {}
+
+
+def register_kind(kind: str) -> Callable[[Loader], Loader]:
+    """Decorator: ``loader(folder, config, device)`` builds a model of ``kind`` from a bundle."""
+
+    def deco(fn: Loader) -> Loader:
+        if kind in _KINDS:
+            raise ConfigError(f"bundle kind {kind!r} is already registered")
+        _KINDS[kind] = fn
+        return fn
+
+    return deco
+
+
+def bundle_kinds() -> list[str]:
+    """The registered model kinds."""
+    return sorted(_KINDS)
+
+
+def load_bundle(folder: PathType, *, device: str | torch.device | None = None) -> Any:
+    """A ready model from a bundle folder, built by the loader registered for its kind."""
+    folder = Path(folder)
+    config = read_bundle_config(folder)
+    if config.kind not in _KINDS:
+        raise InputError(folder / CONFIG, f"unknown model kind {config.kind!r} (known: {', '.join(bundle_kinds())}); "
+                                          "a newer mednet-pvs may be needed")
     try:
-        tensors = load_file(str(wpath))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise InputError(wpath, f"not a readable safetensors file ({e})") from None
-    networks = []
-    for member in config["members"]:
-        try:
-            net = create_network_from_config(config["network"])
-        except ConfigError as e:
-            raise InputError(folder / CONFIG, f"network spec cannot be built: {e}") from None
-        prefix = f"{member}."
-        sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        if not sd:
-            raise InputError(wpath, f"no weights for member {member!r}")
-        try:
-            load_exact(net, sd, f"weights of {member!r}")  # fills in aliases; names missing/unexpected/misshapen keys
-        except ConfigError as e:
-            raise InputError(wpath, f"weights of {member!r} do not fit the network {config['network'].get('name')!r}: {e}") from None
-        networks.append(net)
-    try:
-        return PVSModel(
-            networks,
-            config["network"],
-            config["preprocessing"],
-            config["inference"],
-            name=config["name"],
-            meta=config.get("meta", {}),
-            device=device,
-        )
+        return _KINDS[config.kind](folder, config, device)
     except ConfigError as e:
         raise InputError(folder / CONFIG, str(e)) from None

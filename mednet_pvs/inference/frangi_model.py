@@ -18,7 +18,9 @@ from typing import Any, Callable
 import numpy as np
 
 from mednet_pvs.classical.frangi import FrangiConfig, FrangiSegmenter
-from mednet_pvs.inference.model import Prediction, load_grid_mask
+from mednet_pvs.errors import InputError
+from mednet_pvs.inference.bundle import BundleConfig, register_kind, write_bundle
+from mednet_pvs.inference.prediction import Prediction, load_grid_mask
 from mednet_pvs.io import ImageSource, PathType, load_image
 
 
@@ -55,25 +57,30 @@ class FrangiModel:
         t0 = time.perf_counter()
         scan = load_image(image)
         bm = None if brainmask is None else load_grid_mask(brainmask, scan)
-        config = self.config if threshold is None else FrangiConfig.from_dict({**self.config.to_dict(), "threshold": threshold})
+        config = self.config if threshold is None else self.config.replace(threshold=threshold)
         response, mask = FrangiSegmenter(config).predict(scan.data, scan.spacing, bm)
         if progress is not None:
             progress(1, 1)
         info = {"model": self.name, "seconds": {"total": time.perf_counter() - t0}}
         return Prediction(probabilities=response.astype(np.float32), mask=mask.astype(np.uint8), scan=scan, info=info)
 
-    def save_pretrained(self, folder: PathType, *, card: str | None = None) -> Path:
-        """Write ``config.json`` (kind ``frangi``) and a short model card."""
-        from mednet_pvs.inference.bundle import CARD, CONFIG, FORMAT
-        from mednet_pvs.io import write_json, write_text
+    def bundle_config(self) -> BundleConfig:
+        """This model's ``config.json``: kind ``frangi``, no weights."""
+        return BundleConfig(name=self.name, kind="frangi", frangi=self.config, meta=self.meta)
 
-        folder = Path(folder)
-        write_json({"format": FORMAT, "kind": "frangi", "name": self.name, "frangi": self.config.to_dict(), "meta": self.meta}, folder / CONFIG)
-        write_text(card or f"# {self.name}\n\nFrangi vesselness baseline (no weights): `{self.config.to_dict()}`\n", folder / CARD)
-        return folder
+    def save_pretrained(self, folder: PathType, *, card: str | None = None, load_as: str | None = None) -> Path:
+        """Write ``config.json`` (kind ``frangi``) and the model card (no weights file)."""
+        return write_bundle(folder, self.bundle_config(), card=card, load_as=load_as or str(folder))
 
     def __repr__(self) -> str:
         return f"FrangiModel(name={self.name!r}, polarity={self.config.polarity!r}, threshold={self.config.threshold})"
+
+
+@register_kind("frangi")
+def _load_frangi_bundle(folder: Path, config: BundleConfig, device: object) -> FrangiModel:
+    """The Frangi baseline from its settings (``device`` does not apply: it runs on the CPU)."""
+    config.require("frangi", where=folder / "config.json")
+    return FrangiModel(config.frangi, name=config.name, meta=config.meta)
 
 
 def fit_frangi(source: PathType, contrast: str = "T2w", **config: Any) -> tuple[FrangiModel, Any]:

@@ -13,8 +13,7 @@ The returned arrays line up voxel for voxel with the input, whatever its orienta
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,103 +30,13 @@ from mednet_pvs.data.preprocessing import (
     subject_from_arrays,
     to_input_grid,
 )
-from mednet_pvs.config import Config
 from mednet_pvs.errors import ConfigError, InputError
-from mednet_pvs.inference.sliding_window import SlidingWindowConfig, sliding_window_predict
-from mednet_pvs.io import ImageSource, PathType, Scan, load_image, save_like
-
-
-@dataclass
-class InferenceConfig(Config):
-    """How a model predicts; JSON-able, saved in the bundle's ``config.json``.
-
-    Attributes:
-        patch_size: sliding-window tile (voxels on the preprocessed grid).
-        step: tile step as a fraction of the patch (0.5 = nnU-Net's default).
-        sigma_scale: Gaussian weighting sigma as a fraction of the patch (nnU-Net: 1/8).
-        mirror_axes: axes mirrored for test-time augmentation (``()`` = none; on the
-            preprocessed, reoriented grid: 0 = R-L, 1 = A-P, 2 = S-I for RAS).
-        batch_size: tiles per forward pass.
-        threshold: foreground probability above which a voxel is PVS.
-        min_cluster_mm3: clusters (26-connected) smaller than this are removed from the mask.
-        stitch_on_cpu: keep full-volume buffers in host memory (very large volumes on a GPU).
-    """
-
-    _what = "inference"
-
-    patch_size: tuple[int, int, int] = (128, 128, 128)
-    step: float = 0.5
-    sigma_scale: float = 1.0 / 8
-    mirror_axes: tuple[int, ...] = (0, 1, 2)
-    batch_size: int = 2
-    threshold: float = 0.5
-    min_cluster_mm3: float = 0.0
-    stitch_on_cpu: bool = False
-
-    def __post_init__(self) -> None:
-        if not 0 < self.threshold < 1:
-            raise ConfigError(f"threshold must be in (0, 1), not {self.threshold}")
-        if self.min_cluster_mm3 < 0:
-            raise ConfigError(f"min_cluster_mm3 must be >= 0, not {self.min_cluster_mm3}")
-        try:
-            self.window()
-        except ValueError as e:
-            raise ConfigError(f"inference: {e}") from None
-
-    def window(self, **overrides: Any) -> SlidingWindowConfig:
-        kw = dict(
-            patch_size=self.patch_size,
-            step=self.step,
-            sigma_scale=self.sigma_scale,
-            batch_size=self.batch_size,
-            mirror_axes=self.mirror_axes,
-            stitch_on_cpu=self.stitch_on_cpu,
-        )
-        kw.update(overrides)
-        return SlidingWindowConfig(**kw)
-
-
-@dataclass
-class Prediction:
-    """A model's output for one scan, on that scan's own grid.
-
-    Attributes:
-        probabilities: (X, Y, Z) float32 PVS probability.
-        mask: (X, Y, Z) uint8 PVS mask (thresholded, small clusters removed).
-        scan: the input (its affine and header are used to write outputs).
-        info: timings (s), model name, settings used.
-    """
-
-    probabilities: np.ndarray
-    mask: np.ndarray
-    scan: Scan
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, outdir: PathType, name: str, *, probabilities: bool = False) -> dict[str, Path]:
-        """Write ``{name}_pvs.nii.gz`` (uint8) and optionally ``{name}_pvs_prob.nii.gz``, atomically."""
-        out = Path(outdir)
-        paths = {"mask": save_like(self.mask, self.scan, out / f"{name}_pvs.nii.gz", dtype=np.uint8)}
-        if probabilities:
-            paths["probabilities"] = save_like(self.probabilities, self.scan, out / f"{name}_pvs_prob.nii.gz", dtype=np.float32)
-        return paths
-
-    def burden(self, **kwargs: Any) -> Any:
-        """PVS burden of the mask (:func:`mednet_pvs.analysis.pvs_burden`), probabilities attached."""
-        from mednet_pvs.analysis import pvs_burden
-
-        return pvs_burden(self.mask, self.scan.affine, probs=self.probabilities, **kwargs)
-
-
-def load_grid_mask(brainmask: ImageSource, scan: Scan) -> np.ndarray:
-    """A brain mask on ``scan``'s grid as bool (X, Y, Z); a different grid is an InputError."""
-    bm = load_image(brainmask, kind="label")
-    if bm.shape != scan.shape or not np.allclose(bm.affine, scan.affine, atol=1e-3):
-        raise InputError(
-            bm.name,
-            f"brain mask grid (shape {bm.shape}) does not match the image {scan.name} (shape {scan.shape}); "
-            "give a mask on the image's own grid",
-        )
-    return bm.data > 0
+from mednet_pvs.inference.bundle import BundleConfig, load_bundle, member_names, read_weights, register_kind, write_bundle
+from mednet_pvs.inference.prediction import Prediction, load_grid_mask
+from mednet_pvs.inference.settings import InferenceConfig
+from mednet_pvs.inference.sliding_window import sliding_window_predict
+from mednet_pvs.io import ImageSource, PathType, load_image
+from mednet_pvs.nets import NetworkSpec
 
 
 def _as_list(networks: nn.Module | Sequence[nn.Module]) -> list[nn.Module]:
@@ -151,7 +60,7 @@ class PVSModel:
     def __init__(
         self,
         networks: nn.Module | Sequence[nn.Module],
-        network: dict[str, Any] | None,
+        network: NetworkSpec | Mapping[str, Any] | None,
         preprocessing: PreprocessConfig | dict | None = None,
         inference: InferenceConfig | dict | None = None,
         *,
@@ -162,7 +71,7 @@ class PVSModel:
         self.networks = _as_list(networks)
         if not self.networks:
             raise ConfigError("a model needs at least one network")
-        self.network = network
+        self.network = None if network is None else NetworkSpec.from_dict(network)
         self.preprocessing = preprocessing if isinstance(preprocessing, PreprocessConfig) else PreprocessConfig.from_dict(preprocessing or {})
         self.inference = inference if isinstance(inference, InferenceConfig) else InferenceConfig.from_dict(inference or {})
         self.name = name
@@ -179,9 +88,9 @@ class PVSModel:
             except ConfigError:  # networks that do not declare their input sizes: nothing to check
                 continue
             divs = (div,) * 3 if isinstance(div, int) else tuple(div)
-            if any(p % d for p, d in zip(self.inference.patch_size, divs)):
+            if any(p % d for p, d in zip(self.inference.window.patch_size, divs)):
                 raise ConfigError(
-                    f"inference patch_size {self.inference.patch_size} must be a multiple of {divs} per axis for this network"
+                    f"inference patch_size {self.inference.window.patch_size} must be a multiple of {divs} per axis for this network"
                 )
 
     # ------------------------------------------------------------------------------ device
@@ -232,7 +141,7 @@ class PVSModel:
             overrides["mirror_axes"] = ()
         if step is not None:
             overrides["step"] = step
-        window = self.inference.window(**overrides)
+        window = self.inference.window.replace(**overrides)
         roi = pre[BRAINMASK].data[0] > 0 if BRAINMASK in pre else foreground_mask(pre, self.preprocessing)
         probs = sliding_window_predict(
             self.networks, pre[IMAGE].data, window, mask=roi, device=self.device, progress=progress
@@ -260,20 +169,71 @@ class PVSModel:
         return Prediction(probabilities=fg_in, mask=mask.astype(np.uint8), scan=scan, info=info)
 
     # ---------------------------------------------------------------------------- bundles
-    def save_pretrained(self, folder: PathType, *, card: str | None = None, dtype: torch.dtype | None = None) -> Path:
-        """Write this model as a bundle folder (``config.json``, ``model.safetensors``, ``README.md``);
-        ``dtype=torch.float16`` stores the weights at half size (loaded back as float32)."""
-        from mednet_pvs.inference.bundle import save_bundle
+    def bundle_config(self) -> BundleConfig:
+        """This model's ``config.json`` (:class:`~mednet_pvs.inference.bundle.BundleConfig`)."""
+        if self.network is None:
+            raise InputError(None, "this model's networks are not from the registry (network spec is None): it cannot be saved as a bundle")
+        return BundleConfig(name=self.name, kind="network", network=self.network, preprocessing=self.preprocessing,
+                            inference=self.inference, members=member_names(len(self.networks)), meta=self.meta)
 
-        return save_bundle(self, folder, card=card, dtype=dtype)
+    def save_pretrained(self, folder: PathType, *, card: str | None = None, load_as: str | None = None,
+                        dtype: torch.dtype | None = None) -> Path:
+        """Write this model as a bundle folder (``config.json``, ``model.safetensors``, ``README.md``).
+
+        Args:
+            folder: destination (created; every file written atomically).
+            card: the model card (default: generated from the config, :func:`~mednet_pvs.inference.card.model_card`).
+            load_as: what the generated card's example passes to ``load_pretrained`` (default the folder).
+            dtype: e.g. ``torch.float16`` stores the floating-point weights at half size (loaded
+                back in the network's own dtype).
+        """
+        from mednet_pvs.nets.state_dicts import alias_groups
+
+        config = self.bundle_config()
+        tensors: dict[str, torch.Tensor] = {}
+        for member, net in zip(config.members, self.networks):
+            canonical = alias_groups(net)  # modules registered twice share tensors: store each tensor once
+            for key, value in net.state_dict().items():
+                if key in canonical:
+                    value = value.detach().to("cpu")
+                    if dtype is not None and value.is_floating_point():
+                        value = value.to(dtype)
+                    tensors[f"{member}.{key}"] = value.contiguous()
+        return write_bundle(folder, config, tensors, card=card, load_as=load_as or str(folder))
 
     @classmethod
-    def from_pretrained(cls, folder: PathType, *, device: str | torch.device | None = None) -> PVSModel:
+    def from_pretrained(cls, folder: PathType, *, device: str | torch.device | None = None) -> Any:
         """Load a bundle folder written by :meth:`save_pretrained` (or an importer, or training)."""
-        from mednet_pvs.inference.bundle import load_bundle
-
         return load_bundle(folder, device=device)
 
     def __repr__(self) -> str:
-        net = (self.network or {}).get("name", type(self.networks[0]).__name__)
+        net = self.network.name if self.network is not None else type(self.networks[0]).__name__
         return f"PVSModel(name={self.name!r}, network={net!r}, members={len(self.networks)}, device={str(self.device)!r})"
+
+
+@register_kind("network")
+def _load_network_bundle(folder: Path, config: BundleConfig, device: str | torch.device | None) -> PVSModel:
+    """An ensemble of registry networks with their weights, preprocessing and inference settings."""
+    from mednet_pvs.nets import create_network_from_config
+    from mednet_pvs.nets.state_dicts import load_exact
+
+    config.require("network", "preprocessing", "inference", "members", where=folder / "config.json")
+    tensors = read_weights(folder, config)
+    wpath = folder / "model.safetensors"
+    networks = []
+    for member in config.members:
+        try:
+            net = create_network_from_config(config.network)
+        except ConfigError as e:
+            raise InputError(folder / "config.json", f"network spec cannot be built: {e}") from None
+        prefix = f"{member}."
+        sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if not sd:
+            raise InputError(wpath, f"no weights for member {member!r}")
+        try:
+            load_exact(net, sd, f"weights of {member!r}")  # fills in aliases; names missing/unexpected/misshapen keys
+        except ConfigError as e:
+            raise InputError(wpath, f"weights of {member!r} do not fit the network {config.network.name!r}: {e}") from None
+        networks.append(net)
+    return PVSModel(networks, config.network, config.preprocessing, config.inference, name=config.name,
+                    meta=config.meta, device=device)

@@ -20,15 +20,18 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from mednet_pvs.config import Config
+from mednet_pvs.errors import ConfigError
+
 Network = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
-class SlidingWindowConfig:
-    """How to tile a volume.
+class SlidingWindowConfig(Config):
+    """How to tile a volume (saved in a bundle's ``config.json`` as ``inference.window``).
 
     Attributes:
-        patch_size: tile size in voxels (X, Y, Z) on the network's (preprocessed) grid.
+        patch_size: tile size in voxels (X, Y, Z) on the network's (preprocessed) grid (one int: a cube).
         step: tile step as a fraction of the patch size (0.5 = half overlap, nnU-Net's default).
         sigma_scale: Gaussian sigma as a fraction of the patch size (nnU-Net: 1/8).
         batch_size: tiles per forward pass. On CPU the time per tile hardly depends on it
@@ -54,15 +57,18 @@ class SlidingWindowConfig:
     skip_empty: bool = True
     channels_last: bool | None = None
 
+    _what = "sliding window"
+
     def __post_init__(self) -> None:
-        self.patch_size = tuple(int(p) for p in self.patch_size)  # type: ignore[assignment]
+        size = self.patch_size
+        self.patch_size = (int(size),) * 3 if isinstance(size, (int, float)) else tuple(int(p) for p in size)  # type: ignore[assignment]
         self.mirror_axes = tuple(int(a) for a in self.mirror_axes)
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
-            raise ValueError(f"patch_size must be three positive ints, got {self.patch_size}")
+            raise ConfigError(f"patch_size must be three positive ints, got {self.patch_size}")
         if not 0 < self.step <= 1:
-            raise ValueError(f"step must be in (0, 1], got {self.step}")
+            raise ConfigError(f"step must be in (0, 1], got {self.step}")
         if any(a not in (0, 1, 2) for a in self.mirror_axes):
-            raise ValueError(f"mirror_axes must be spatial axes 0, 1, 2, got {self.mirror_axes}")
+            raise ConfigError(f"mirror_axes must be spatial axes 0, 1, 2, got {self.mirror_axes}")
 
 
 def gaussian_importance_map(patch_size: Sequence[int], sigma_scale: float = 1.0 / 8, device=None) -> torch.Tensor:

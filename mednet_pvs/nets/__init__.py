@@ -12,15 +12,24 @@ supervision; with deep supervision in training mode, a list of logits from full 
 in eval mode too (the original MedNeXt's behaviour). Inputs must be multiples of
 :func:`required_divisor` per spatial axis (``InputError`` otherwise).
 
-Networks know nothing of files: checkpoint readers live in :mod:`mednet_pvs.nets.checkpoints`.
+Every registered network satisfies :class:`Network` (config, registry name, input divisor, encoder
+prefixes, optimiser preset, one-line description): training and the zoo ask the network
+(:func:`encoder_parameters`, :func:`describe_network`) instead of knowing its family.
+
+Networks know nothing of files: the safe reader is :mod:`mednet_pvs.safe_load`, the importers of
+the original implementations' checkpoints and folders live in :mod:`mednet_pvs.zoo`.
 Importing this package does not import dynamic_network_architectures (needed only to build nnU-Net nets).
 """
 from __future__ import annotations
 
-from mednet_pvs.nets.config import NetConfig, NetworkSpec
+from mednet_pvs.nets.spec import NetConfig, NetworkSpec
 from mednet_pvs.nets.registry import (
+    Network,
+    create_meta_network,
     create_network,
     create_network_from_config,
+    describe_network,
+    encoder_parameters,
     list_networks,
     network_config,
     register_network,
@@ -39,18 +48,11 @@ from mednet_pvs.nets.nnunet import (  # registers nnunet_plain, nnunet_resenc_m,
     get_pool_and_conv_props,
     plan_patch_size,
 )
-from mednet_pvs.nets.nnunet_v1 import (  # registers generic_unet_v1
+from mednet_pvs.nets.generic_unet_v1 import (  # registers generic_unet_v1
     GenericUNetV1Config,
     infer_generic_unet_v1_config,
     load_generic_unet_v1,
     map_v1_state_dict,
-)
-from mednet_pvs.nets.checkpoints import (
-    NnUNetV2Preprocessing,
-    load_generic_unet_v1_checkpoint,
-    load_mednext_checkpoint,
-    load_nnunet_v2_folder,
-    read_state_dict,
 )
 
 __all__ = [
@@ -59,25 +61,24 @@ __all__ = [
     "MedNeXtConfig",
     "MissingDependency",
     "NetConfig",
+    "Network",
     "NetworkSpec",
     "NnUNetConfig",
-    "NnUNetV2Preprocessing",
+    "create_meta_network",
     "create_network",
     "create_network_from_config",
+    "describe_network",
+    "encoder_parameters",
     "get_pool_and_conv_props",
     "infer_generic_unet_v1_config",
     "infer_mednext_config",
     "list_networks",
     "load_generic_unet_v1",
-    "load_generic_unet_v1_checkpoint",
-    "load_mednext_checkpoint",
     "load_mednext_state_dict",
-    "load_nnunet_v2_folder",
     "map_v1_state_dict",
     "network_config",
     "padded_shape",
     "plan_patch_size",
-    "read_state_dict",
     "register_network",
     "required_divisor",
     "upkern",

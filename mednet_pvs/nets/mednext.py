@@ -1,7 +1,7 @@
 """MedNeXt v1 (Roy et al., MICCAI 2023), 3D: a faithful port of MIC-DKFZ/MedNeXt's ``mednextv1``.
 
 Same modules, names and parameter shapes as the original (``nnunet_mednext/network_architecture/
-mednextv1``), so its checkpoints load unchanged (see :mod:`mednet_pvs.nets.checkpoints`). MONAI's
+mednextv1``), so its checkpoints load unchanged (see :mod:`mednet_pvs.zoo.import_checkpoints`). MONAI's
 MedNeXt is a different network (its down blocks use another expansion ratio).
 
 Layout (C = ``n_channels``, level i has ``C * 2**i`` channels and 1/2**i resolution)::
@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from mednet_pvs.errors import ConfigError, InputError
-from mednet_pvs.nets.config import NetConfig
+from mednet_pvs.nets.spec import NetConfig, brief
 from mednet_pvs.nets.registry import register_network
 from mednet_pvs.nets.shapes import INPUT_NAME, check_input
 from mednet_pvs.nets.state_dicts import StateDict, describe_mismatch, load_exact, shapes_of, unwrap_state_dict
@@ -74,6 +74,14 @@ class MedNeXtConfig(NetConfig):
         for name in ("in_channels", "n_classes", "n_channels"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ConfigError(f"MedNeXt {name} must be an integer >= 1, got {getattr(self, name)!r}")
+
+    def describe(self) -> str:
+        """One line: ``MedNeXt v1, 32 base channels, kernel 5, blocks (3,4,8,...), expansion (3,4,8,...), ...``."""
+        extras = [s for s, on in (("GRN", self.grn), ("layer norm", self.norm_type == "layer"),
+                                  ("no residuals", not self.do_res)) if on]
+        return ", ".join([f"MedNeXt v1, {self.n_channels} base channels", f"kernel {self.kernel_size}",
+                          f"blocks {brief(self.block_counts)}", f"expansion {brief(self.exp_r)}", *extras,
+                          f"{self.in_channels} input channel(s)", f"{self.n_classes} classes"])
 
 
 # The original's create_mednext_v1 presets (S, B, M, L); M and L use gradient checkpointing there.
@@ -202,6 +210,9 @@ class MedNeXt(nn.Module):
     """
 
     network_name = "mednext"
+    #: The encoder (for freezing): stem, encoder stages, down-samplings and bottleneck.
+    encoder_prefixes = ("stem.", "enc_block_", "down_", "bottleneck.")
+    optimizer_preset = "mednext"  # AdamW, as the MedNeXt authors trained it
 
     def __init__(self, config: MedNeXtConfig | None = None, **kwargs) -> None:
         super().__init__()
@@ -239,6 +250,10 @@ class MedNeXt(nn.Module):
         if config.deep_supervision:
             for i in range(1, N_LEVELS + 1):
                 setattr(self, f"out_{i}", OutBlock(c * 2**i, config.n_classes))
+
+    @property
+    def description(self) -> str:
+        return self.config.describe()
 
     def _run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():

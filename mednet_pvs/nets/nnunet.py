@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from mednet_pvs.errors import ConfigError, MednetError
-from mednet_pvs.nets.config import NetConfig
+from mednet_pvs.nets.spec import NetConfig, brief, dims
 from mednet_pvs.nets.registry import register_network
 from mednet_pvs.nets.shapes import divisor_from_strides
 
@@ -41,12 +41,12 @@ class MissingDependency(MednetError, ImportError):
 def dna():
     """The module of nnU-Net's network classes (imports dynamic_network_architectures)."""
     try:
-        from mednet_pvs.nets import _dna
+        from mednet_pvs.nets import dna_unets
     except ImportError as e:
         raise MissingDependency(
             f"nnU-Net networks need dynamic_network_architectures ({e}); install it with: {INSTALL_HINT}"
         ) from e
-    return _dna
+    return dna_unets
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -153,6 +153,18 @@ class NnUNetConfig(NetConfig):
         if any(p % d for p, d in zip(self.patch_size, div)):
             raise ConfigError(f"patch_size {self.patch_size} is not a multiple of {div}, which strides "
                               f"{self.strides} need")
+
+    def describe(self) -> str:
+        """One line: ``nnU-Net v2 PlainConvUNet, 6 stages, features (32,64,...), kernels 3x3x3, ...``."""
+        plain = self.architecture == PLAIN
+        blocks = f"{brief(self.n_blocks_per_stage)} {'convs' if plain else 'residual blocks'} per encoder stage"
+        return ", ".join([
+            f"nnU-Net v2 {self.architecture}", f"{self.n_stages} stages", f"features {brief(self.features_per_stage)}",
+            f"kernels {brief(self.kernel_sizes)}", f"strides {brief(self.strides)}", blocks,
+            f"{brief(self.n_conv_per_stage_decoder)} convs per decoder stage",
+            f"{self.input_channels} input channel(s)", f"{self.num_classes} classes",
+            f"planned for patch {dims(self.patch_size)} at {dims(self.spacing)} mm",
+        ])
 
     def arch_kwargs(self) -> dict:
         """Constructor arguments of the dynamic_network_architectures class."""

@@ -1,44 +1,16 @@
-"""State-dict helpers that touch no files: unwrap checkpoint containers, compare key/shape sets, load exactly."""
+"""State-dict helpers that touch no files: compare key/shape sets, load exactly (and, from
+:mod:`mednet_pvs.safe_load`, unwrap checkpoint containers)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 from torch import nn
 
 from mednet_pvs.errors import ConfigError
+from mednet_pvs.safe_load import StateDict, unwrap_state_dict
 
-StateDict = dict[str, torch.Tensor]
-
-#: Keys under which training frameworks keep the network's weights inside a checkpoint dict:
-#: nnU-Net v1 and Lightning ``state_dict``, nnU-Net v2 ``network_weights``.
-CONTAINER_KEYS = ("state_dict", "network_weights")
-#: Prefixes that wrappers add to every key: DataParallel/DDP ``module.``, torch.compile ``_orig_mod.``.
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-
-
-def unwrap_state_dict(obj: Mapping[str, Any]) -> StateDict:
-    """The tensors of a raw state dict or of a checkpoint container (``{"state_dict": ...}``).
-
-    Wrapper prefixes (``module.``, ``_orig_mod.``) shared by every key are removed.
-    """
-    if not isinstance(obj, Mapping):
-        raise ConfigError(f"expected a state dict (a mapping of names to tensors), got {type(obj).__name__}")
-    for key in CONTAINER_KEYS:
-        if isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-    if bad or not obj:
-        raise ConfigError(
-            "not a state dict: " + (f"entries {bad[:5]} are not tensors" if bad else "it is empty")
-            + f"; a checkpoint container must hold one under one of {list(CONTAINER_KEYS)}"
-        )
-    sd = dict(obj)
-    for prefix in WRAPPER_PREFIXES:
-        if all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
-    return sd
+__all__ = ["StateDict", "alias_groups", "describe_mismatch", "load_exact", "shapes_of", "unwrap_state_dict"]
 
 
 def shapes_of(sd: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:

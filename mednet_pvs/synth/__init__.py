@@ -13,7 +13,7 @@ See :mod:`~mednet_pvs.synth.anatomy` (regions, aseg codes), :mod:`~mednet_pvs.sy
 from __future__ import annotations
 
 from mednet_pvs.synth.cohort import make_cohort
-from mednet_pvs.synth.config import CONTRASTS, PVS_REGIONS, PhantomConfig
+from mednet_pvs.synth.phantom_config import CONTRASTS, PVS_REGIONS, PhantomConfig
 from mednet_pvs.synth.phantom import Phantom, make_phantom
 
 __all__ = ["CONTRASTS", "PVS_REGIONS", "Phantom", "PhantomConfig", "make_cohort", "make_phantom"]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mednet_pvs.synth._util import rng_for
-from mednet_pvs.synth.config import PhantomConfig
+from mednet_pvs.synth.phantom_config import PhantomConfig
 
 
 def acquire(img: np.ndarray, brainmask: np.ndarray, h: float, cfg: PhantomConfig, seed: int) -> tuple[np.ndarray, dict[str, Any]]:

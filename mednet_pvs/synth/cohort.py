@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mednet_pvs.errors import ConfigError
-from mednet_pvs.synth.config import PhantomConfig
+from mednet_pvs.synth.phantom_config import PhantomConfig
 
 MANIFEST_COLUMNS = ("subject", "image", "label", "brainmask", "regions", "site", "split")
 SPLITS = ("train", "val", "test")

@@ -22,7 +22,7 @@ import numpy as np
 from mednet_pvs.synth._util import (bbox, box_around, box_coords, perpendiculars, ramp, rng_for, smooth_noise, unit,
                                     voxel_of)
 from mednet_pvs.synth.anatomy import CODES, Anatomy
-from mednet_pvs.synth.config import PhantomConfig
+from mednet_pvs.synth.phantom_config import PhantomConfig
 from mednet_pvs.synth.tubes import Wiggle, arc_length, render, trace
 
 LACUNE, WMH, VESSEL = 1, 2, 3

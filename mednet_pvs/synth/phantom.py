@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mednet_pvs.errors import ConfigError
-from mednet_pvs.synth.config import PhantomConfig
+from mednet_pvs.synth.phantom_config import PhantomConfig
 
 #: how the label is defined, copied into every sidecar
 LABEL_DEFINITION = (

@@ -33,7 +33,7 @@ import numpy as np
 
 from mednet_pvs.synth._util import rng_for, unit, voxel_of
 from mednet_pvs.synth.anatomy import Anatomy, group_id
-from mednet_pvs.synth.config import PVS_REGIONS, PhantomConfig
+from mednet_pvs.synth.phantom_config import PVS_REGIONS, PhantomConfig
 from mednet_pvs.synth.tubes import Wiggle, arc_length, render, trace
 
 COUNT_RANGES: dict[str, tuple[tuple[int, int], ...]] = {

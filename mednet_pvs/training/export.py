@@ -10,7 +10,6 @@ of that epoch. :class:`BundleExport` does this at the end of ``fit`` with the be
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,33 +25,19 @@ from mednet_pvs.training.optim import optim_preset
 
 def read_checkpoint(path: PathType) -> dict[str, Any]:
     """A Lightning checkpoint of :class:`PVSSegmenter` (tensors and plain values only)."""
+    from mednet_pvs.safe_load import torch_load
+
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any reader failure is a problem with this file
-        raise InputError(path, f"cannot be read as a Lightning checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        ckpt = torch_load(path)
+    except InputError as e:  # the file exists: it cannot be read with weights_only=True
+        cause = e.__cause__ or e
+        raise InputError(path, f"cannot be read as a Lightning checkpoint ({str(cause).splitlines()[0] if str(cause) else type(cause).__name__})") from None
     if not isinstance(ckpt, dict) or CKPT_KEY not in ckpt or "state_dict" not in ckpt:
         raise InputError(path, "not a mednet-pvs training checkpoint (no network spec / preprocessing inside)")
     return ckpt
-
-
-def model_card(config: dict[str, Any]) -> str:
-    """The bundle's README: the default card (usage, settings, validation figures) and how it was trained."""
-    from mednet_pvs.inference.bundle import default_card
-
-    meta = config.get("meta", {})
-    training = meta.get("training", {})
-    lines = [default_card(config).rstrip(), "", "## Training", ""]
-    for key in ("finetuned_from", "network", "optimizer", "lr", "epoch", "global_step", "checkpoint"):
-        if key in training:
-            lines.append(f"- {key.replace('_', ' ')}: {training[key]}")
-    if "data" in training:
-        lines.append(f"- data: `{json.dumps(training['data'])}`")
-    if "metrics_before_finetuning" in meta:
-        lines.append(f"- validation before fine-tuning: {json.dumps(meta['metrics_before_finetuning'])}")
-    return "\n".join(lines) + "\n"
 
 
 def export_bundle(
@@ -75,13 +60,13 @@ def export_bundle(
         folder: the bundle folder to write.
         name: the model's name (default: the folder's name).
         preprocessing, patch_size: override what the checkpoint recorded.
-        inference: overrides of :class:`~mednet_pvs.inference.InferenceConfig` (default: the
-            training patch, step 0.5, mirroring on all axes, the module's threshold).
+        inference: changes to the recorded :class:`~mednet_pvs.inference.InferenceConfig` (the
+            module's ``inference`` with the training patch; checkpoints of older versions: the
+            training patch, step 0.5, mirroring on all axes, their threshold).
         meta: extra entries for ``config.json``'s ``meta`` (e.g. ``contrast``, ``licence``).
         dtype: store the weights in this floating type (``torch.float16``: half the size).
     """
     from mednet_pvs.inference import InferenceConfig, PVSModel
-    from mednet_pvs.inference.bundle import bundle_config
     from mednet_pvs.nets import create_network_from_config
 
     folder = Path(folder)
@@ -100,7 +85,8 @@ def export_bundle(
         raise InputError(str(source), "does not record the preprocessing and patch size: pass preprocessing= and patch_size=")
     net = create_network_from_config(extra["network"])
     net.load_state_dict(state)
-    inf = InferenceConfig.from_dict({"patch_size": list(patch_size), "threshold": hparams.get("threshold", 0.5), **(inference or {})})
+    recorded = InferenceConfig.from_dict(extra.get("inference") or {"threshold": hparams.get("threshold", 0.5)})
+    inf = recorded.updated({"patch_size": list(patch_size)}).updated(inference or {})
     figures = {f"val_{k}": v for k, v in extra.get("metrics", {}).items() if k in METRICS}
     preset = hparams.get("optimizer") or "mednext"
     training = {"network": extra["network"]["name"], "optimizer": preset, "lr": optim_preset(preset, lr=hparams.get("lr")).lr,
@@ -113,7 +99,7 @@ def export_bundle(
     if meta and "training" in meta:
         full_meta["training"] = {**training, **meta["training"]}
     model = PVSModel(net, extra["network"], preprocessing, inf, name=name or folder.name, meta=full_meta, device="cpu")
-    return model.save_pretrained(folder, card=model_card(bundle_config(model)), dtype=dtype)
+    return model.save_pretrained(folder, dtype=dtype)
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:

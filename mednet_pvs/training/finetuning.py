@@ -16,10 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.io import PathType
+
+if TYPE_CHECKING:
+    from mednet_pvs.inference.bundle import BundleConfig
 
 #: Learning rate of fine-tuning relative to the preset's (from-scratch) learning rate.
 LR_FACTOR = 0.1
@@ -52,16 +55,19 @@ def resolve_model_folder(source: PathType, run_dir: PathType) -> Path:
     return save_pretrained(model, Path(run_dir) / "source_model")
 
 
-def default_optimizer(network_name: str) -> str:
-    """The optimiser preset of a network family: ``"mednext"`` for MedNeXt, ``"nnunet"`` otherwise."""
-    return "mednext" if network_name.startswith("mednext") else "nnunet"
+def default_optimizer(network: str | dict[str, Any]) -> str:
+    """The optimiser preset a network's authors trained it with (``"mednext"`` or ``"nnunet"``), as the
+    network declares it (``optimizer_preset``); ``network`` is a registry name or a network spec."""
+    from mednet_pvs.nets import create_meta_network
+
+    return create_meta_network(network).optimizer_preset
 
 
-def source_lr(config: dict[str, Any], preset: str) -> float:
+def source_lr(config: BundleConfig, preset: str) -> float:
     """The peak lr the bundle was trained with (recorded by the export), else the preset's."""
     from mednet_pvs.training.optim import optim_preset
 
-    training = config.get("meta", {}).get("training", {})
+    training = config.meta.get("training", {})
     return float(training["lr"]) if training.get("optimizer") == preset and training.get("lr") else optim_preset(preset).lr
 
 
@@ -119,7 +125,7 @@ def finetune(
     """
     import lightning as L
 
-    from mednet_pvs.inference.bundle import read_config
+    from mednet_pvs.inference.bundle import read_bundle_config
     from mednet_pvs.training.cli import checkpoint_callbacks, default_precision, make_logger
     from mednet_pvs.data import PVSDataModule
     from mednet_pvs.training.export import best_checkpoint, export_bundle, read_checkpoint
@@ -128,24 +134,28 @@ def finetune(
     out = Path(out)
     run = Path(run_dir) if run_dir is not None else out.with_name(out.name + "-run")
     folder = resolve_model_folder(source, run)
-    config = read_config(folder)
-    spec, inference = config["network"], config["inference"]
-    source_training = config.get("meta", {}).get("training", {})
+    config = read_bundle_config(folder)
+    config.require("network", "preprocessing", "inference", where=folder / "config.json")
+    spec, inference = config.network, config.inference
+    source_training = config.meta.get("training", {})
     source_data = source_training.get("data") or {}
     fg = {"foreground_fraction": source_data["foreground_fraction"]} if "foreground_fraction" in source_data else {}
-    preset = optimizer or default_optimizer(spec["name"])
-    patch = patch_size if patch_size is not None else tuple(inference["patch_size"])
+    preset = optimizer or default_optimizer(spec)
+    patch = patch_size if patch_size is not None else inference.window.patch_size
+    # validation as the source infers (tile: the training patch); the export keeps the source's tile
+    validation = inference.to_dict()
+    validation["window"].pop("patch_size")
 
     L.seed_everything(seed, workers=True)
     dm = PVSDataModule(
-        data, preprocessing=config["preprocessing"], augmentation=augmentation, patch_size=patch, batch_size=batch_size,
+        data, preprocessing=config.preprocessing, augmentation=augmentation, patch_size=patch, batch_size=batch_size,
         samples_per_volume=samples_per_volume, num_workers=num_workers, split=split, fold=fold, seed=seed,
         run_dir=run, **{**fg, **(datamodule_kwargs or {})},
     )
     module = PVSSegmenter(
-        network=spec["name"], network_kwargs=spec.get("kwargs", {}), optimizer=preset,  # type: ignore[arg-type]
+        network=spec.name, network_kwargs=dict(spec.kwargs), optimizer=preset,  # type: ignore[arg-type]
         lr=lr if lr is not None else source_lr(config, preset) * LR_FACTOR, init_from=str(folder),
-        freeze_encoder_epochs=freeze_encoder_epochs, threshold=inference.get("threshold", 0.5),
+        freeze_encoder_epochs=freeze_encoder_epochs, inference=validation,
         **{"target_downsampling": source_training.get("target_downsampling", "nearest"), **(module_kwargs or {})},
     )
     tkw: dict[str, Any] = dict(max_epochs=epochs, limit_train_batches=steps_per_epoch, default_root_dir=str(run),
@@ -169,8 +179,8 @@ def finetune(
     after = {k: v for k, v in after.items() if isinstance(v, float)}
     result = FinetuneResult(out, before, after, run, best)
     if trainer.is_global_zero:
-        meta = {**{k: v for k, v in config.get("meta", {}).items() if k not in ("metrics", "training")},
+        meta = {**{k: v for k, v in config.meta.items() if k not in ("metrics", "training")},
                 "metrics_before_finetuning": {f"val_{k}": v for k, v in before.items()},
-                "training": {"finetuned_from": f"{config.get('name', folder.name)} ({folder})"}}
-        export_bundle(best or module, out, name=name, inference=inference, meta=meta)  # infers as the source did
+                "training": {"finetuned_from": f"{config.name} ({folder})"}}
+        export_bundle(best or module, out, name=name, inference=inference.to_dict(), meta=meta)  # infers as the source did
     return result

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from mednet_pvs.errors import ConfigError
+from mednet_pvs.inference.settings import InferenceConfig
 from mednet_pvs.inference.sliding_window import SlidingWindowConfig, sliding_window_predict
 from mednet_pvs.nets import create_network, network_config
 from mednet_pvs.training.weights import encoder_parameters, load_initial_weights
@@ -60,11 +61,12 @@ class PVSSegmenter(L.LightningModule):
         grad_clip: gradient-norm clipping (``None`` keeps the presets' 12; 0 turns it off).
         dice_weight, ce_weight: weights of the two loss terms.
         target_downsampling: ``"nearest"`` (nnU-Net) or ``"max"`` for deep-supervision targets.
-        val_patch_size: sliding-window tile (default: the datamodule's training patch).
-        val_step: tile step as a fraction of the tile (0.5 = nnU-Net).
-        val_mirror_axes: test-time mirroring axes during validation (``()``: off, faster).
-        val_batch_size: tiles per forward pass.
-        threshold: foreground probability above which a voxel is PVS.
+        inference: how the model predicts, in validation and in the exported bundle: the fields of
+            :class:`~mednet_pvs.inference.InferenceConfig` (``window: {patch_size, step,
+            mirror_axes, batch_size, ...}``, ``threshold``, ``min_cluster_mm3``; window fields may
+            also be given at the top level). The tile defaults to the datamodule's training patch,
+            mirroring to all three axes (for the exported model).
+        val_tta: mirror during validation too (``inference``'s axes; off by default: 8x faster).
         image_every_n_epochs: log a picture of the first validation case every N epochs (0: never).
         init_from: initial weights: a bundle folder, a Lightning checkpoint of this module, or a
             state-dict file (``.safetensors``/``.pt``); MedNeXt weights of another kernel size
@@ -85,11 +87,8 @@ class PVSSegmenter(L.LightningModule):
         dice_weight: float = 1.0,
         ce_weight: float = 1.0,
         target_downsampling: TargetDownsampling = "nearest",
-        val_patch_size: int | tuple[int, int, int] | None = None,
-        val_step: float = 0.5,
-        val_mirror_axes: tuple[int, ...] = (),
-        val_batch_size: int = 2,
-        threshold: float = 0.5,
+        inference: dict[str, Any] | None = None,
+        val_tta: bool = False,
         image_every_n_epochs: int = 5,
         init_from: str | None = None,
         freeze_encoder_epochs: int = 0,
@@ -102,9 +101,9 @@ class PVSSegmenter(L.LightningModule):
             optimizer, lr=lr, weight_decay=weight_decay, poly_power=poly_power, warmup_steps=warmup_steps, grad_clip=grad_clip
         )
         self.loss = DeepSupervisionLoss(DiceCELoss(dice_weight, ce_weight), target_downsampling)
-        self.val_patch_size = None if val_patch_size is None else _triple(val_patch_size)
-        if not 0 < threshold < 1:
-            raise ConfigError(f"threshold must be in (0, 1), not {threshold}")
+        self.inference = InferenceConfig.from_dict(inference or {})  # checked now, not at the first validation
+        given = dict(inference or {})
+        self._patch_given = "patch_size" in given or "patch_size" in (given.get("window") or {})
         if freeze_encoder_epochs < 0 or image_every_n_epochs < 0:
             raise ConfigError("freeze_encoder_epochs and image_every_n_epochs must be >= 0")
         if freeze_encoder_epochs:
@@ -123,7 +122,8 @@ class PVSSegmenter(L.LightningModule):
 
         dm_patch = getattr(getattr(self._trainer, "datamodule", None), "patch_size", None)
         div = required_divisor(self.net)
-        for patch in (p for p in (self.val_patch_size, dm_patch) if p is not None):
+        own = self.inference.window.patch_size if self._patch_given else None
+        for patch in (p for p in (own, dm_patch) if p is not None):
             if any(s % d for s, d in zip(_triple(patch), div)):
                 raise ConfigError(f"patch size {_triple(patch)} must be a multiple of {tuple(div)} per axis for network "
                                   f"{self.hparams.network!r}")
@@ -175,16 +175,20 @@ class PVSSegmenter(L.LightningModule):
 
     # ----------------------------------------------------------------------------- validation
 
+    def inference_config(self) -> InferenceConfig:
+        """The ``inference`` settings with the tile resolved (given, else the datamodule's patch):
+        what validation uses (without mirroring unless ``val_tta``) and the export writes."""
+        if self._patch_given:
+            return self.inference
+        dm = getattr(self._trainer, "datamodule", None)
+        if dm is None or getattr(dm, "patch_size", None) is None:
+            raise ConfigError("set inference.window.patch_size: there is no datamodule to take the patch size from")
+        return self.inference.replace(window=self.inference.window.replace(patch_size=_triple(dm.patch_size)))
+
     def window(self) -> SlidingWindowConfig:
-        """The validation sliding window (tile = ``val_patch_size`` or the datamodule's patch)."""
-        patch = self.val_patch_size
-        if patch is None:
-            dm = getattr(self._trainer, "datamodule", None)
-            if dm is None or getattr(dm, "patch_size", None) is None:
-                raise ConfigError("set val_patch_size: there is no datamodule to take the patch size from")
-            patch = _triple(dm.patch_size)
-        h = self.hparams
-        return SlidingWindowConfig(patch_size=patch, step=h.val_step, mirror_axes=tuple(h.val_mirror_axes), batch_size=h.val_batch_size)
+        """The validation sliding window: :meth:`inference_config`'s, mirrored only with ``val_tta``."""
+        window = self.inference_config().window
+        return window if self.hparams.val_tta else window.replace(mirror_axes=())
 
     @torch.no_grad()
     def predict_volume(self, image: torch.Tensor, brainmask: torch.Tensor | None = None) -> torch.Tensor:
@@ -199,7 +203,11 @@ class PVSSegmenter(L.LightningModule):
         image = batch["image"][0]
         bm = batch["brainmask"][0, 0] if "brainmask" in batch else None
         prob = self.predict_volume(image, bm).float().cpu().numpy()
-        pred = prob > self.hparams.threshold
+        pred = prob > self.inference.threshold
+        if self.inference.min_cluster_mm3 > 0:  # as the exported model will
+            from mednet_pvs.analysis import remove_small_clusters
+
+            pred = remove_small_clusters(pred, batch["affine"][0].cpu().numpy(), self.inference.min_cluster_mm3)
         ref = batch["label"][0, 0].cpu().numpy() > 0.5
         affine = batch["affine"][0].cpu().numpy()
         m = case_metrics(pred, ref, affine)
@@ -266,12 +274,16 @@ class PVSSegmenter(L.LightningModule):
 
     def export_info(self) -> dict[str, Any]:
         """What an export needs besides the weights: the network spec and latest validation figures,
-        and with a datamodule its preprocessing, the sliding-window patch and the data description."""
+        and with a datamodule its preprocessing, the inference settings (their tile resolved) and
+        the data description."""
         dm = getattr(self._trainer, "datamodule", None)
         info: dict[str, Any] = {"network": self.network_spec, "metrics": dict(self.val_metrics)}
+        if self._patch_given:
+            info["inference"] = self.inference.to_dict()
         if dm is not None:
             info["preprocessing"] = dm.preprocessing.to_dict()
-            info["patch_size"] = list(self.window().patch_size)
+            info["inference"] = self.inference_config().to_dict()
+            info["patch_size"] = list(info["inference"]["window"]["patch_size"])
             if hasattr(dm, "config"):
                 info["data"] = dm.config()
         return info

@@ -1,4 +1,5 @@
-"""Initial weights for training (warm start, UpKern) and the encoder's parameters (for freezing)."""
+"""Initial weights for training (warm start, UpKern); the encoder's parameters (for freezing) are the
+network's own (:func:`mednet_pvs.nets.encoder_parameters`, re-exported here)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,20 +10,13 @@ from torch import nn
 
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.io import PathType
+from mednet_pvs.nets import encoder_parameters  # re-exported: the network declares its encoder
+from mednet_pvs.safe_load import read_state_dict
 
-#: Parameter-name prefixes of the encoder: MedNeXt (stem, encoder stages, down-samplings,
-#: bottleneck) and dynamic_network_architectures' U-Nets (``encoder.``).
-ENCODER_PREFIXES = ("stem.", "enc_block_", "down_", "bottleneck.", "encoder.")
+__all__ = ["MODULE_PREFIX", "encoder_parameters", "load_initial_weights", "read_weights"]
+
 #: Prefix of the network's keys in this package's Lightning checkpoints.
 MODULE_PREFIX = "net."
-
-
-def encoder_parameters(net: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """``(name, parameter)`` of the encoder of a MedNeXt or nnU-Net network (ConfigError if none)."""
-    params = [(n, p) for n, p in net.named_parameters() if n.startswith(ENCODER_PREFIXES)]
-    if not params:
-        raise ConfigError(f"cannot tell the encoder of {type(net).__name__} (no parameter named {', '.join(ENCODER_PREFIXES)}...)")
-    return params
 
 
 def read_weights(source: PathType) -> dict[str, torch.Tensor]:
@@ -35,8 +29,6 @@ def read_weights(source: PathType) -> dict[str, torch.Tensor]:
         return PVSModel.from_pretrained(path, device="cpu").networks[0].state_dict()
     if not path.exists():
         raise InputError(path, "initial weights not found (expected a model folder, a .ckpt or a state-dict file)")
-    from mednet_pvs.nets import read_state_dict
-
     sd = read_state_dict(path)
     if any(k.startswith(MODULE_PREFIX) for k in sd):  # this package's Lightning checkpoint
         sd = {k[len(MODULE_PREFIX):]: v for k, v in sd.items() if k.startswith(MODULE_PREFIX)}

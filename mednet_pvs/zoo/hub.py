@@ -8,8 +8,6 @@ are fetched: nothing that can execute code.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import tempfile
@@ -21,7 +19,6 @@ from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.io import PathType
 
 SCHEME = "hf://"
-CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
 _SPEC = re.compile(r"hf://(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?P<sub>(?:/[\w.-]+)*)/?(?:@(?P<rev>[\w./-]+))?")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 
@@ -49,15 +46,6 @@ def parse_hub_spec(text: str) -> HubSpec:
     return HubSpec(m["repo"], m["rev"], m["sub"].strip("/") or None)
 
 
-def sha256_of(path: PathType) -> str:
-    """Hex sha256 of a file (read in 8 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(8 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -79,6 +67,8 @@ def endpoint() -> str | None:
 
 def fetch_instructions(spec: HubSpec) -> str:
     """How to get a bundle onto a machine without internet access (one line)."""
+    from mednet_pvs.inference.bundle import CONFIG, WEIGHTS
+
     rev = spec.revision or "main"
     folder = spec.repo_id.split("/")[1]
     files = " ".join(f"{spec.subfolder}/{f}" if spec.subfolder else f for f in (CONFIG, WEIGHTS))
@@ -99,9 +89,11 @@ def _snapshot_commit(path: Path) -> str | None:
 
 
 def _weightless(config: Path) -> bool:
+    from mednet_pvs.inference.bundle import read_bundle_config
+
     try:
-        return json.loads(config.read_text()).get("kind") == "frangi"
-    except (OSError, ValueError, AttributeError):
+        return not read_bundle_config(config.parent).members
+    except InputError:
         return False  # load_bundle reports a broken config.json
 
 
@@ -137,7 +129,8 @@ def download_bundle(
         RevisionNotFoundError,
     )
 
-    from mednet_pvs import __version__
+    from mednet_pvs.inference.bundle import CONFIG, WEIGHTS, sha256_of
+    from mednet_pvs.version import __version__
 
     offline = offline_mode(local_files_only)
     revision = spec.revision or "main"
@@ -242,8 +235,7 @@ def push_to_hub(
     """
     from huggingface_hub import HfApi
 
-    from mednet_pvs.inference.bundle import read_config
-    from mednet_pvs.zoo.pretrained import save_pretrained
+    from mednet_pvs.inference.bundle import CARD, CONFIG, WEIGHTS, load_bundle, read_bundle_config, sha256_of
 
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo_id):
         raise ConfigError(f"repo_id must be 'owner/name', not {repo_id!r}")
@@ -251,19 +243,16 @@ def push_to_hub(
     with tempfile.TemporaryDirectory(prefix="mednet-pvs-push-") as tmp:
         if isinstance(model, (str, os.PathLike)):
             folder = Path(model)
-            config = read_config(folder)
-            from mednet_pvs.inference.bundle import load_bundle
-
             load_bundle(folder, device="cpu")  # refuse to publish a bundle that does not load
         else:
-            folder = save_pretrained(model, Path(tmp) / "bundle", load_as=str(HubSpec(repo_id, None, subfolder)))
-            config = read_config(folder)
+            folder = Path(model.save_pretrained(Path(tmp) / "bundle", load_as=str(HubSpec(repo_id, None, subfolder))))
+        config = read_bundle_config(folder)
         files = [f for f in (CONFIG, WEIGHTS, CARD) if (folder / f).is_file()]
         digests = {f: sha256_of(folder / f) for f in (CONFIG, WEIGHTS) if f in files}
         if create_repo:
             api.create_repo(repo_id, private=private, exist_ok=True)
         info = api.upload_folder(
             repo_id=repo_id, folder_path=folder, path_in_repo=subfolder, revision=revision, allow_patterns=files,
-            commit_message=commit_message or f"Upload {config.get('name', 'model')} (mednet-pvs)",
+            commit_message=commit_message or f"Upload {config.name} (mednet-pvs)",
         )
     return PushResult(repo_id=repo_id, revision=info.oid, url=info.commit_url, subfolder=subfolder, sha256=digests)

@@ -13,14 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.io import PathType
-from mednet_pvs.zoo import registry
+from mednet_pvs.zoo import catalog
 from mednet_pvs.zoo.hub import SCHEME, HubSpec, download_bundle, parse_hub_spec
-from mednet_pvs.zoo.registry import ZooEntry, find_entry, unknown_name_message
+from mednet_pvs.zoo.catalog import ZooEntry, find_entry, unknown_name_message
 
 if TYPE_CHECKING:
     import torch
-
-CONFIG = "config.json"
 
 
 class ModelNotAvailableError(ConfigError):
@@ -85,11 +83,11 @@ def load_pretrained(
 
 
 def _load_folder(folder: Path, *, device: str | torch.device | None) -> Any:
-    from mednet_pvs.inference.bundle import load_bundle
+    from mednet_pvs.inference.bundle import CONFIG, load_bundle
 
     if (folder / CONFIG).is_file():
         return load_bundle(folder, device=device)
-    from mednet_pvs.zoo.nnunet_v1 import CHECKPOINT, find_folds, import_nnunet_v1
+    from mednet_pvs.zoo.import_nnunet_v1 import CHECKPOINT, find_folds, import_nnunet_v1
 
     try:
         find_folds(folder, CHECKPOINT)
@@ -127,7 +125,9 @@ def _load_entry(entry: ZooEntry, **kw: Any) -> Any:
         model.meta.update(entry.meta())
         return model
     if w.kind == "bundled":
-        folder = registry.BUNDLED_DIR / str(w.folder)
+        folder = catalog.BUNDLED_DIR / str(w.folder)
+        from mednet_pvs.inference.bundle import CONFIG
+
         if not (folder / CONFIG).is_file():
             raise InputError(folder, f"the bundled model of {entry.name!r} is missing from this installation: reinstall mednet-pvs")
         return _load_folder(folder, device=kw["device"])
@@ -138,21 +138,15 @@ def _load_entry(entry: ZooEntry, **kw: Any) -> Any:
 
 
 def save_pretrained(model: Any, folder: PathType, *, load_as: str | None = None) -> Path:
-    """Write ``model`` as a bundle folder: ``config.json``, ``model.safetensors`` and a generated
-    model card ``README.md`` (figures, data, licence, citation from ``model.meta``).
+    """Write ``model`` as a bundle folder: ``config.json``, ``model.safetensors`` (if it has
+    weights) and a generated model card ``README.md`` (figures, data, licence, citation from ``model.meta``).
 
     Args:
-        model: a :class:`~mednet_pvs.inference.PVSModel` (or any model with ``save_pretrained``).
+        model: any model kind (:class:`~mednet_pvs.inference.Segmenter`): a
+            :class:`~mednet_pvs.inference.PVSModel`, a Frangi model...
         folder: destination (created; files written atomically).
         load_as: what the card's usage example passes to ``load_pretrained`` (default the folder).
     """
-    from mednet_pvs.inference.bundle import bundle_config
-    from mednet_pvs.inference.model import PVSModel
-    from mednet_pvs.zoo.card import model_card
-
-    if not isinstance(model, PVSModel):
-        if hasattr(model, "save_pretrained"):
-            return Path(model.save_pretrained(folder))
+    if not hasattr(model, "save_pretrained"):
         raise ConfigError(f"{type(model).__name__} cannot be saved as a model bundle")
-    card = model_card(bundle_config(model), load_as=load_as or str(folder))
-    return Path(model.save_pretrained(folder, card=card))
+    return Path(model.save_pretrained(folder, load_as=load_as or str(folder)))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mednet_pvs.analysis import pvs_burden, read_lut, write_case_outputs, write_summary
+from mednet_pvs.analysis import pvs_burden, read_lut, write_summary
 from mednet_pvs.analysis.clusters import cluster_geometry, label_clusters, majority_label
 from mednet_pvs.analysis.regions import labels_at, resample_labels
 from mednet_pvs.errors import InputError
@@ -254,28 +254,10 @@ def test_empty_mask():
     json.dumps(b.to_dict(), allow_nan=False)
 
 
-def test_case_outputs_are_on_the_input_grid(tmp_path):
-    aff = oblique_lps()
+def test_batch_summary_has_one_row_per_case(tmp_path):
     m = np.zeros((16, 18, 20), np.uint8)
     m[2:9, 3, 3] = 1
-    src = tmp_path / "in" / "sub-01_pvs.nii.gz"
-    src.parent.mkdir()
-    nib.save(nib.Nifti1Image(m, aff), src)
-    probs = np.where(m > 0, 0.9, 0.1).astype(np.float32)
-    b = pvs_burden(src, probs=probs, regions=np.full(m.shape, 2), min_size_mm3=0.5)
-    paths = write_case_outputs(b, tmp_path / "out", probs=probs, prefix="sub-01_", save_labels=True)
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {
-        "sub-01_mask.nii.gz", "sub-01_prob.nii.gz", "sub-01_clusters.nii.gz", "sub-01_stats.json", "sub-01_clusters.csv",
-    }
-    out = nib.load(paths["mask"])
-    assert out.get_data_dtype() == np.uint8
-    np.testing.assert_allclose(out.affine, aff, atol=1e-5)
-    np.testing.assert_array_equal(np.asanyarray(out.dataobj), m)
-    stats = json.loads(paths["stats"].read_text())  # strict JSON
-    assert stats["count"] == 1 and stats["per_region"]["wm"]["count"] == 1
-    assert stats["parameters"]["min_size_mm3"] == 0.5
-    table = pd.read_csv(paths["clusters"])
-    assert list(table.columns[:3]) == ["id", "n_voxels", "volume_mm3"] and len(table) == 1
+    b = pvs_burden(m, oblique_lps(), min_size_mm3=0.5)
     summary = write_summary({"sub-01": b, "sub-02": pvs_burden(np.zeros((4, 4, 4), bool))}, tmp_path / "summary.csv")
     s = pd.read_csv(summary)
     assert list(s.case_id) == ["sub-01", "sub-02"] and list(s["count"]) == [1, 0]

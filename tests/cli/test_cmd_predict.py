@@ -115,7 +115,7 @@ def test_bundle_model_on_lps_input(tmp_path, cohort, capsys):
     torch.manual_seed(0)
     spec = {"name": "mednext_s_k3", "kwargs": {"n_channels": 2}}
     folder = PVSModel(create_network(spec["name"], **spec["kwargs"]), spec, {"target_spacing": [1.5, 1.5, 1.5]},
-                      InferenceConfig(patch_size=(32, 32, 32), mirror_axes=()), device="cpu").save_pretrained(tmp_path / "model")
+                      InferenceConfig.from_dict(dict(patch_size=(32, 32, 32), mirror_axes=())), device="cpu").save_pretrained(tmp_path / "model")
     src = next(cohort.glob("sub-*/**/*_T2w.nii.gz"))
     img = nib.load(src)
     lps = nib.Nifti1Image(np.asanyarray(img.dataobj)[::-1, ::-1], img.affine @ np.diag([-1, -1, 1, 1]) @ _shift(img.shape))

@@ -112,7 +112,7 @@ def test_full_head_07mm_fits_in_memory():
         torch.manual_seed(0)
         net = nn.Sequential(nn.Conv3d(1, 2, 1))
         model = PVSModel(net, None, {"target_spacing": (0.7, 0.7, 0.7)},
-                         InferenceConfig(patch_size=(128, 128, 128), mirror_axes=(), stitch_on_cpu=True), device="cpu")
+                         InferenceConfig.from_dict(dict(patch_size=(128, 128, 128), mirror_axes=(), stitch_on_cpu=True)), device="cpu")
         base = reset_peak()
         t0 = time.perf_counter()
         pred = model.predict((img, affine), tta=False)

@@ -58,7 +58,7 @@ def test_prediction_lines_up_with_input(tmp_path, name, target):
     nib.save(img, path)
     model = PVSModel(
         Bright(), None, {"target_spacing": target, "crop_margin_mm": 2.0},
-        InferenceConfig(patch_size=(32, 32, 32), mirror_axes=(0, 1, 2)), device="cpu",
+        InferenceConfig.from_dict(dict(patch_size=(32, 32, 32), mirror_axes=(0, 1, 2))), device="cpu",
     )
     pred = model.predict(path)
     assert pred.mask.shape == truth.shape and pred.probabilities.shape == truth.shape
@@ -76,7 +76,7 @@ def test_bundle_roundtrip_ensemble(tmp_path):
     torch.manual_seed(0)
     nets = [create_network("mednext_s_k3", n_channels=4) for _ in range(2)]
     model = PVSModel(nets, {"name": "mednext_s_k3", "kwargs": {"n_channels": 4}}, {"target_spacing": None},
-                     InferenceConfig(patch_size=(32, 32, 32), mirror_axes=()), name="tiny", meta={"contrast": "T2w"}, device="cpu")
+                     InferenceConfig.from_dict(dict(patch_size=(32, 32, 32), mirror_axes=())), name="tiny", meta={"contrast": "T2w"}, device="cpu")
     img, _ = _phantom(np.diag([1.0, 1.0, 1.0, 1.0]))
     a = model.predict(img)
     folder = model.save_pretrained(tmp_path / "bundle")
@@ -86,7 +86,7 @@ def test_bundle_roundtrip_ensemble(tmp_path):
     again = PVSModel.from_pretrained(folder, device="cpu")
     b = again.predict(img)
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
-    assert again.inference.patch_size == (32, 32, 32) and len(again.networks) == 2
+    assert again.inference.window.patch_size == (32, 32, 32) and len(again.networks) == 2
 
 
 def test_bundle_in_float16_is_half_the_size_and_loads_as_float32(tmp_path):
@@ -94,7 +94,7 @@ def test_bundle_in_float16_is_half_the_size_and_loads_as_float32(tmp_path):
 
     torch.manual_seed(0)
     model = PVSModel(create_network("mednext_s_k3", n_channels=4), {"name": "mednext_s_k3", "kwargs": {"n_channels": 4}},
-                     {"target_spacing": None}, InferenceConfig(patch_size=(32, 32, 32), mirror_axes=()), device="cpu")
+                     {"target_spacing": None}, InferenceConfig.from_dict(dict(patch_size=(32, 32, 32), mirror_axes=())), device="cpu")
     full = model.save_pretrained(tmp_path / "f32") / "model.safetensors"
     half = model.save_pretrained(tmp_path / "f16", dtype=torch.float16) / "model.safetensors"
     assert 0.45 < half.stat().st_size / full.stat().st_size < 0.55
@@ -117,7 +117,7 @@ def test_bad_bundles(tmp_path):
         PVSModel.from_pretrained(tmp_path / "empty")
     net = create_network("mednext_s_k3", n_channels=4)
     folder = PVSModel(net, {"name": "mednext_s_k3", "kwargs": {"n_channels": 4}}, None,
-                      InferenceConfig(patch_size=(32, 32, 32)), device="cpu").save_pretrained(tmp_path / "b")
+                      InferenceConfig.from_dict(dict(patch_size=(32, 32, 32))), device="cpu").save_pretrained(tmp_path / "b")
     cfg = json.loads((folder / "config.json").read_text())
     cfg["network"]["kwargs"]["n_channels"] = 8
     (folder / "config.json").write_text(json.dumps(cfg))
@@ -132,7 +132,7 @@ def test_brainmask_grid_mismatch_is_named(tmp_path):
     img, _ = _phantom(np.eye(4))
     mpath = tmp_path / "mask.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((10, 10, 10), np.uint8), np.eye(4)), mpath)
-    model = PVSModel(Bright(), None, None, InferenceConfig(patch_size=(32, 32, 32)), device="cpu")
+    model = PVSModel(Bright(), None, None, InferenceConfig.from_dict(dict(patch_size=(32, 32, 32))), device="cpu")
     with pytest.raises(InputError, match="mask.nii.gz: brain mask grid"):
         model.predict(img, brainmask=mpath)
 
@@ -141,4 +141,4 @@ def test_patch_must_fit_network():
     from mednet_pvs.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"multiple of \(16, 16, 16\)"):
-        PVSModel(create_network("mednext_s_k3", n_channels=4), None, None, InferenceConfig(patch_size=(40, 32, 32)), device="cpu")
+        PVSModel(create_network("mednext_s_k3", n_channels=4), None, None, InferenceConfig.from_dict(dict(patch_size=(40, 32, 32))), device="cpu")

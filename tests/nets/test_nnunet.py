@@ -140,8 +140,8 @@ def test_config_errors():
 
 
 def test_missing_dependency_says_how_to_install(monkeypatch):
-    monkeypatch.delitem(sys.modules, "mednet_pvs.nets._dna", raising=False)
-    monkeypatch.delattr(mednet_pvs.nets, "_dna", raising=False)
+    monkeypatch.delitem(sys.modules, "mednet_pvs.nets.dna_unets", raising=False)
+    monkeypatch.delattr(mednet_pvs.nets, "dna_unets", raising=False)
     for name in [m for m in sys.modules if m.split(".")[0] == "dynamic_network_architectures"]:
         monkeypatch.setitem(sys.modules, name, None)  # importing it now fails as if not installed
     with pytest.raises(MissingDependency, match="pip install --no-deps dynamic-network-architectures==0.4.4 einops"):

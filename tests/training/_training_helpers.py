@@ -15,7 +15,7 @@ PHANTOMS = {"source": "synthetic", "anatomy": "procedural", "shape": [64, 64, 64
 def tiny_module(**kw: Any):
     from mednet_pvs.training import PVSSegmenter
 
-    args: dict[str, Any] = dict(network="mednext", network_kwargs=dict(TINY_NET), val_batch_size=4, image_every_n_epochs=0)
+    args: dict[str, Any] = dict(network="mednext", network_kwargs=dict(TINY_NET), inference={"batch_size": 4}, image_every_n_epochs=0)
     args.update(kw)
     return PVSSegmenter(**args)
 

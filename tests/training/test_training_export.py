@@ -22,8 +22,19 @@ TINY = ["--config", "tiny_synthetic", "--logger", "csv", "--trainer.max_epochs",
 def tiny_run(tmp_path_factory) -> Path:
     """A two-step ``mednet-pvs fit`` of the tiny config; returns its run folder."""
     root = tmp_path_factory.mktemp("run")
-    assert main(["fit", *TINY, "--trainer.default_root_dir", str(root), "--model.image_every_n_epochs", "1"]) == 0
+    assert main(["fit", *TINY, "--trainer.default_root_dir", str(root), "--model.image_every_n_epochs", "1",
+                 "--model.inference", INFERENCE]) == 0
     return root
+
+
+#: the run's one inference block: validation uses its window (unmirrored), the exported model all of it
+INFERENCE = '{"window": {"batch_size": 4, "mirror_axes": [0, 2]}, "min_cluster_mm3": 0.5}'
+
+
+def test_the_fit_configs_inference_block_is_the_exported_models(tiny_run):
+    config = PVSModel.from_pretrained(tiny_run / "model", device="cpu").inference
+    assert config.window.mirror_axes == (0, 2) and config.min_cluster_mm3 == 0.5 and config.window.batch_size == 4
+    assert config.window.patch_size == (32, 32, 32)  # the training patch, as no tile was given
 
 
 def test_fit_writes_checkpoints_logs_pictures_and_a_bundle(tiny_run):
@@ -40,9 +51,9 @@ def test_the_bundle_is_the_best_checkpoint_with_its_preprocessing_and_figures(ti
     best = next((tiny_run / "checkpoints").glob("best-*.ckpt"))
     ckpt = read_checkpoint(best)
     model = PVSModel.from_pretrained(tiny_run / "model", device="cpu")
-    assert model.network == ckpt["mednet_pvs"]["network"] and model.network["name"] == "mednext"
+    assert model.network.to_dict() == ckpt["mednet_pvs"]["network"] and model.network.name == "mednext"
     assert model.preprocessing.to_dict() == ckpt["mednet_pvs"]["preprocessing"]
-    assert list(model.inference.patch_size) == [32, 32, 32]
+    assert list(model.inference.window.patch_size) == [32, 32, 32]
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     assert all(torch.equal(state[k], v) for k, v in model.networks[0].state_dict().items())
     dice = ckpt["mednet_pvs"]["metrics"]["dice"]

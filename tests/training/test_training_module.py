@@ -139,7 +139,7 @@ def test_bad_arguments_are_config_errors():
     with pytest.raises(ConfigError, match="unknown network"):
         tiny_module(network="mednext_xl")
     with pytest.raises(ConfigError, match="threshold"):
-        tiny_module(threshold=1.5)
+        tiny_module(inference={"threshold": 1.5})
     with pytest.raises(ConfigError, match="unknown optimiser preset"):
         tiny_module(optimizer="adam")
     assert math.isclose(tiny_module(lr=3e-3).optim.lr, 3e-3)
@@ -156,3 +156,12 @@ def test_pictures_reach_a_wandb_logger(tmp_path, monkeypatch):
     tiny_trainer(tmp_path, logger=logger, callbacks=[FakePrediction()]).validate(module, tiny_data(), verbose=False)
     (key, images, step, kw), = sent
     assert key == "val/overview" and Path(images[0]).is_file() and "Dice 1.000" in kw["caption"][0]
+
+
+def test_validation_uses_the_inference_block_unmirrored_unless_asked():
+    module = tiny_module(inference={"window": {"patch_size": 32, "mirror_axes": [0, 1]}, "threshold": 0.3})
+    assert module.window().mirror_axes == () and module.window().patch_size == (32, 32, 32)
+    assert module.inference_config().window.mirror_axes == (0, 1) and module.inference.threshold == 0.3
+    assert tiny_module(inference={"patch_size": 32, "mirror_axes": [0, 1]}, val_tta=True).window().mirror_axes == (0, 1)
+    with pytest.raises(ConfigError, match="set inference.window.patch_size"):
+        tiny_module().window()  # no tile given and no datamodule to take it from

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mednet_pvs.zoo.nnunet_v1 import read_pickle
+from mednet_pvs.safe_load import read_pickle
 
 PKL = "model_final_checkpoint.model.pkl"
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mednet_pvs.zoo import get_entry, load_pretrained
-from mednet_pvs.zoo.registry import BUNDLED_DIR
+from mednet_pvs.zoo.catalog import BUNDLED_DIR
 
 BUNDLED = {"mednet-pvs-synth-t2w": ("T2w", 0.8), "mednet-pvs-synth-t1w": ("T1w", 0.7)}  # name: (contrast, issue's Dice target)
 MARGIN_OVER_FRANGI = 0.3
@@ -76,10 +76,10 @@ def test_phantom_scores_fit_frangi_score_and_figures():
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_model_records_what_fine_tuning_reads(name):
     """Fine-tuning starts from a tenth of the lr the model was trained with and its deep-supervision targets."""
-    from mednet_pvs.inference.bundle import read_config
+    from mednet_pvs.inference.bundle import read_bundle_config
     from mednet_pvs.training.finetuning import source_lr
 
-    config = read_config(BUNDLED_DIR / str(get_entry(name).weights.folder))
-    training = config["meta"]["training"]
+    config = read_bundle_config(BUNDLED_DIR / str(get_entry(name).weights.folder))
+    training = config.meta["training"]
     assert training["target_downsampling"] == "max" and training["command"].startswith("mednet-pvs fit --config synth_")
     assert source_lr(config, "mednext") == pytest.approx(3e-3)

@@ -10,8 +10,8 @@ import torch
 
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.zoo import load_pretrained, push_to_hub, save_pretrained
-from mednet_pvs.zoo.nnunet_v1 import import_nnunet_v1
-from mednet_pvs.zoo.registry import ENV_PATH
+from mednet_pvs.zoo.import_nnunet_v1 import import_nnunet_v1
+from mednet_pvs.zoo.catalog import ENV_PATH
 
 REPO = "lab/tiny-mednext"
 
@@ -98,6 +98,8 @@ def test_branch_resolves_to_one_commit_and_pins_stay_put(fake_hub, tiny_files, t
     tensors = st_load(tiny_files["model.safetensors"])
     tensors = {k: v + 1 if k.endswith("stem.weight") else v for k, v in tensors.items()}
     perturbed["model.safetensors"] = st_save(tensors, metadata={"format": "mednet-pvs-bundle/1"})
+    config = json.loads(tiny_files["config.json"])  # a new upload: its config records its own weights' sha256
+    perturbed["config.json"] = json.dumps({**config, "weights_sha256": _sha(perturbed["model.safetensors"])}).encode()
     new = fake_hub.commit(REPO, perturbed)
     latest = load_pretrained(f"hf://{REPO}", device="cpu")
     assert latest.meta["loaded_from"]["revision"] == new and not _same_weights(latest, tiny)

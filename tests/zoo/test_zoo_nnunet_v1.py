@@ -1,7 +1,6 @@
 """Importing nnU-Net v1 result folders: networks, plans, one ensemble, safe pickles."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import pickle
 import shutil
@@ -16,7 +15,8 @@ from _zoo_helpers import PKL, copy_trainer, ds_outputs, edit_pickle, scan
 from mednet_pvs.data.preprocessing import IMAGE, build_preprocessing, subject_from_arrays
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.inference import SlidingWindowConfig, sliding_window_predict
-from mednet_pvs.zoo.nnunet_v1 import ZooImportWarning, import_nnunet_v1, network_orientation, read_pickle
+from mednet_pvs.safe_load import read_pickle
+from mednet_pvs.zoo.import_nnunet_v1 import ZooImportWarning, import_nnunet_v1, network_orientation
 
 
 def _import(folder, **kw):
@@ -29,15 +29,15 @@ def test_mednext_folds_become_one_ensemble_with_the_plans_preprocessing(mednext_
     with pytest.warns(ZooImportWarning, match=r"names MedNeXt-L .* but the weights have n_channels 4"):
         model = import_nnunet_v1(mednext_release, device="cpu")
     assert len(model.networks) == 2
-    assert model.network["name"] == "mednext"
-    kw = model.network["kwargs"]
+    assert model.network.name == "mednext"
+    kw = model.network.kwargs
     assert (kw["n_channels"], kw["kernel_size"], kw["block_counts"]) == (4, 5, [2, 1, 1, 1, 2, 1, 1, 1, 2])
     w0, w1 = (dict(n.state_dict()) for n in model.networks)
     assert not torch.equal(w0["stem.weight"], w1["stem.weight"])  # fold 1 is a different member
     pre, inf = model.preprocessing, model.inference
     assert pre.target_spacing == (0.8, 0.8, 0.8) and pre.orientation == "SAR"
     assert (pre.normalisation, pre.foreground, pre.crop_margin_mm, pre.image_interpolation) == ("zscore", "nonzero", 0.0, "bspline")
-    assert inf.patch_size == (128, 128, 128) and inf.mirror_axes == (0, 1, 2) and inf.step == 0.5
+    assert inf.window.patch_size == (128, 128, 128) and inf.window.mirror_axes == (0, 1, 2) and inf.window.step == 0.5
     meta = model.meta
     assert meta["source"]["folds"] == ["fold_0", "fold_1"] and meta["source"]["epochs"] == [500, 500]
     assert meta["source"]["trainer"] == "nnUNetTrainerV2_MedNeXt_L_kernel5_lr_3e_4_500epochs"
@@ -63,8 +63,8 @@ def test_generic_unet_imports_and_reproduces_the_v1_outputs(generic_release, gen
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to warn about: name and weights agree
         model = import_nnunet_v1(generic_release, device="cpu")
-    assert model.network["name"] == "generic_unet_v1" and len(model.networks) == 1
-    assert model.inference.patch_size == (16, 32, 32) and model.meta["import_warnings"] == []
+    assert model.network.name == "generic_unet_v1" and len(model.networks) == 1
+    assert model.inference.window.patch_size == (16, 32, 32) and model.meta["import_warnings"] == []
     net = model.networks[0]
     with torch.no_grad(), ds_outputs(net):
         got = net(x)
@@ -88,7 +88,7 @@ def test_two_fold_ensemble_is_the_mean_of_its_folds(mednext_release):
     data, affine = scan((48, 16, 16))
     probs = []
     for m in (both, *folds):
-        m.inference = dataclasses.replace(m.inference, patch_size=(16, 16, 32))
+        m.inference = m.inference.updated({"patch_size": (16, 16, 32)})
         probs.append(m.predict((data, affine), tta=False).probabilities)
     assert probs[0].shape == data.shape
     np.testing.assert_allclose(probs[0], (probs[1] + probs[2]) / 2, atol=1e-5)
@@ -117,7 +117,7 @@ def test_transpose_forward_and_spacing_give_nnunet_v1s_array(tmp_path, mednext_r
     model = _import(trainer, training_orientation=training_orientation)
     expected_orientation = network_orientation(training_orientation, (2, 0, 1))
     assert model.preprocessing.orientation == expected_orientation
-    assert model.preprocessing.target_spacing == (2.0, 0.8, 0.8) and model.inference.patch_size == (16, 32, 32)
+    assert model.preprocessing.target_spacing == (2.0, 0.8, 0.8) and model.inference.window.patch_size == (16, 32, 32)
     data, affine = scan((10, 24, 20), spacing=(2.0, 0.8, 0.8), signs=signs)
     pre = build_preprocessing(model.preprocessing)(subject_from_arrays(data, affine))
     # nnU-Net v1: sitk array (z, y, x) = data.T, then .transpose(transpose_forward), z-score in the nonzero mask

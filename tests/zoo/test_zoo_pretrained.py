@@ -11,7 +11,7 @@ from _zoo_helpers import ds_outputs
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.inference import PVSModel
 from mednet_pvs.zoo import load_pretrained, model_card, save_pretrained
-from mednet_pvs.zoo.nnunet_v1 import ZooImportWarning, import_nnunet_v1
+from mednet_pvs.zoo.import_nnunet_v1 import ZooImportWarning, import_nnunet_v1
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_save_pretrained_round_trip_with_model_card(tmp_path, imported_t2w, medn
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((folder / "config.json").read_text())
     assert config["format"] == "mednet-pvs-bundle/1" and config["members"] == ["member_0", "member_1"]
-    assert config["preprocessing"]["orientation"] == "SAR" and config["inference"]["patch_size"] == [128, 128, 128]
+    assert config["preprocessing"]["orientation"] == "SAR" and config["inference"]["window"]["patch_size"] == [128, 128, 128]
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: mednet-pvs\n")
     assert "| voxel Dice | white matter | 0.88 | 5-fold cross-validation | HCP-Aging T2w |" in card
@@ -102,10 +102,7 @@ def test_a_local_folder_wins_over_a_registry_name(tmp_path, monkeypatch, importe
 
 
 def test_model_card_without_figures(imported_t2w):
-    from mednet_pvs.inference.bundle import bundle_config
-
-    config = bundle_config(imported_t2w)
-    config["meta"] = {}
+    config = imported_t2w.bundle_config().replace(meta={})
     card = model_card(config, load_as="hf://lab/model")
     assert "No validation figures recorded" in card and "load_pretrained('hf://lab/model')" in card
     assert "Not recorded: ask the model's authors" in card and "-m hf://lab/model" in card

@@ -1,4 +1,4 @@
-"""The registry: entries, their checks, the paper's set-ups, and the two copies of the YAML files."""
+"""The registry: entries, their checks, the paper's set-ups, and where the YAML files live."""
 from __future__ import annotations
 
 import re
@@ -13,7 +13,7 @@ import pytest
 from mednet_pvs.cli.main import main
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.zoo import get_entry, list_models, load_pretrained, model_entries
-from mednet_pvs.zoo.registry import ENTRIES_DIR, ENV_PATH, read_entry
+from mednet_pvs.zoo.catalog import ENTRIES_DIR, ENV_PATH, read_entry
 
 TOP_LEVEL = Path(__file__).resolve().parents[2] / "zoo"
 HUB_WEIGHTS = """weights:
@@ -26,15 +26,15 @@ HUB_WEIGHTS = """weights:
 """
 
 
-def test_package_entries_and_top_level_zoo_folder_are_identical():
-    """The package copy (what installed code reads) is the source of truth; zoo/ mirrors it for browsing."""
-    package = {p.name: p.read_bytes() for p in ENTRIES_DIR.glob("*.yaml")}
-    top = {p.name: p.read_bytes() for p in TOP_LEVEL.glob("*.yaml")}
+def test_entries_live_in_one_place_and_the_zoo_readme_lists_them():
+    """The package's entries/ (what installed code reads) is the only home of the YAML; zoo/README.md,
+    the page for browsing, names every entry."""
+    package = sorted(p.stem for p in ENTRIES_DIR.glob("*.yaml"))
     assert package, "no entries shipped"
-    fix = f"run: cp {ENTRIES_DIR.relative_to(TOP_LEVEL.parent)}/*.yaml zoo/ (and delete zoo/ files removed from the package)"
-    assert sorted(top) == sorted(package), fix
-    for name in package:
-        assert top[name] == package[name], f"zoo/{name} differs from the package copy; {fix}"
+    assert not list(TOP_LEVEL.glob("*.yaml")), "zoo/ holds YAML copies: the entries live in mednet_pvs/zoo/entries/ only"
+    readme = (TOP_LEVEL / "README.md").read_text()
+    missing = [name for name in package if f"`{name}`" not in readme]
+    assert not missing, f"zoo/README.md does not list {missing}"
 
 
 def test_paper_entries_say_what_the_paper_reports():
@@ -154,14 +154,14 @@ def test_extra_entry_folders(tmp_path, monkeypatch):
 
 def test_bundled_entries_load_the_packaged_folder(tmp_path, monkeypatch, mednext_release):
     """Ready for bundled default models: an entry naming a folder under mednet_pvs/zoo/bundled/."""
-    from mednet_pvs.zoo import registry, save_pretrained
-    from mednet_pvs.zoo.nnunet_v1 import import_nnunet_v1
+    from mednet_pvs.zoo import catalog, save_pretrained
+    from mednet_pvs.zoo.import_nnunet_v1 import import_nnunet_v1
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = import_nnunet_v1(mednext_release, folds=[0], device="cpu", name="default-t2w")
     save_pretrained(model, tmp_path / "bundled" / "default_t2w")
-    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "bundled")
+    monkeypatch.setattr(catalog, "BUNDLED_DIR", tmp_path / "bundled")
     _write(tmp_path / "entries", "default-t2w", "weights:\n  kind: bundled\n  folder: default_t2w\n")
     _write(tmp_path / "entries", "broken", "weights:\n  kind: bundled\n  folder: nowhere\n")
     monkeypatch.setenv(ENV_PATH, str(tmp_path / "entries"))

@@ -1,4 +1,4 @@
-"""Reading weights: safe torch.load, safetensors, and nnU-Net v2 trained-model folders."""
+"""Importing nnU-Net v2 trained-model folders (plans.json, dataset.json, fold_N/checkpoint_final.pth)."""
 from __future__ import annotations
 
 import json
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from mednet_pvs.errors import InputError
-from mednet_pvs.nets import load_mednext_checkpoint, load_nnunet_v2_folder, network_config, read_state_dict
+from mednet_pvs.nets import network_config
+from mednet_pvs.zoo import load_nnunet_v2_folder
 
 ARCH = {
     "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
@@ -166,35 +166,3 @@ def test_bad_nnunet_v2_folders_name_the_file(tmp_path):
         load_nnunet_v2_folder(root)
     with pytest.raises(InputError, match="is not a folder"):
         load_nnunet_v2_folder(tmp_path / "nope")
-
-
-class Payload:
-    """Any class other than tensors and containers: a pickle that could run code."""
-
-
-def test_refuses_pickles_that_could_run_code(tmp_path):
-    path = tmp_path / "evil.pth"
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": Payload()}, path)
-    with pytest.raises(InputError, match=r"evil.pth.*weights_only=True"):
-        read_state_dict(path)
-
-
-def test_read_state_dict_formats(mednext_tiny, tmp_path):
-    _, sd, x, outputs = mednext_tiny
-    save_file(sd, tmp_path / "w.safetensors")
-    torch.save(sd, tmp_path / "raw.pt")
-    torch.save({"epoch": 3, "state_dict": sd}, tmp_path / "model_final_checkpoint.model")
-    for name in ("w.safetensors", "raw.pt", "model_final_checkpoint.model"):
-        got = read_state_dict(tmp_path / name)
-        assert got.keys() == sd.keys() and all(torch.equal(got[k], sd[k]) for k in sd)
-    net = load_mednext_checkpoint(tmp_path / "model_final_checkpoint.model").eval()
-    with torch.no_grad():
-        assert torch.allclose(net(x), outputs[0], atol=1e-5, rtol=0)
-    with pytest.raises(InputError, match="missing.pt: file not found"):
-        read_state_dict(tmp_path / "missing.pt")
-    torch.save({"epoch": 3}, tmp_path / "empty.pt")
-    with pytest.raises(InputError, match="empty.pt: not a state dict"):
-        read_state_dict(tmp_path / "empty.pt")
-    torch.save({"state_dict": {k: v for k, v in sd.items() if not k.startswith("out_3")}}, tmp_path / "cut.pt")
-    with pytest.raises(InputError, match="cut.pt: .*out_3"):
-        load_mednext_checkpoint(tmp_path / "cut.pt")

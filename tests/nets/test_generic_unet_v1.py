@@ -6,17 +6,16 @@ import json
 import pytest
 import torch
 
-from mednet_pvs.errors import ConfigError, InputError
+from mednet_pvs.errors import ConfigError
 from mednet_pvs.nets import (
     GenericUNetV1Config,
     create_network,
     infer_generic_unet_v1_config,
     load_generic_unet_v1,
-    load_generic_unet_v1_checkpoint,
     map_v1_state_dict,
 )
+from mednet_pvs.nets.generic_unet_v1 import v1_bias_free_keys, v1_key_to_v2
 from mednet_pvs.nets.nnunet import build_nnunet
-from mednet_pvs.nets.nnunet_v1 import v1_bias_free_keys, v1_key_to_v2
 
 TOPOLOGY_KEYS = ("input_channels", "base_num_features", "num_classes", "num_pool", "num_conv_per_stage",
                  "feat_map_mul_on_downscale", "pool_op_kernel_sizes", "conv_kernel_sizes", "max_num_features")
@@ -101,26 +100,13 @@ def test_full_size_v1_keys_shapes_and_params(nnunet_v1_ref_dir):
     assert sum(torch.Size(v).numel() for v in shapes.values()) == ref["params"]
 
 
-def test_loads_v1_checkpoint_container_file(generic_unet_tiny, tmp_path):
-    args, sd, x, outputs = generic_unet_tiny
-    path = tmp_path / "model_final_checkpoint.model"
-    torch.save({"epoch": 1000, "state_dict": sd, "optimizer_state_dict": {"state": {}, "param_groups": []},
-                "lr_scheduler_state_dict": None, "plot_stuff": ([1.0], [0.9], [0.5], [0.4]),
-                "best_stuff": (10, 0.4, 0.5, 1000)}, path)
-    net = load_generic_unet_v1_checkpoint(path).eval()
-    with torch.no_grad():
-        assert torch.allclose(net(x), outputs[0], atol=1e-5, rtol=0)
-
-
-def test_v1_errors(generic_unet_tiny, tmp_path):
+def test_v1_errors(generic_unet_tiny):
     _, sd, *_ = generic_unet_tiny
     with pytest.raises(ConfigError, match="not a Generic_UNet"):
         infer_generic_unet_v1_config({"stem.weight": torch.zeros(1, 1, 1, 1, 1)})
     with pytest.raises(ConfigError, match="not a Generic_UNet .v1. key"):
         v1_key_to_v2("decoder.stages.0.convs.0.conv.weight", 3, 2)
-    path = tmp_path / "bad.model"
-    torch.save({"state_dict": {k: v for k, v in sd.items() if k != "tu.1.weight"}}, path)
-    with pytest.raises(InputError, match="bad.model"):
-        load_generic_unet_v1_checkpoint(path)
+    with pytest.raises(ConfigError, match="not a Generic_UNet .v1. state dict: transposed convs"):
+        load_generic_unet_v1({k: v for k, v in sd.items() if k != "tu.1.weight"})
     with pytest.raises(ConfigError, match="num_pool"):
         GenericUNetV1Config(num_pool=4)

@@ -1,6 +1,8 @@
 """The quick-start job behind ``mednet-pvs demo``: make a phantom, segment it with the bundled
 model of its contrast, write the mask, the PVS stats and pictures, and score the mask against the
 phantom's truth. Everything runs offline: the phantom is made here and the model ships in the package.
+
+It sits above the zoo (it loads a bundled model), analysis and viz, beside the CLI that calls it.
 """
 from __future__ import annotations
 
@@ -93,7 +95,7 @@ def run_demo(out: str | os.PathLike = "demo_out", seed: int = 0, *, anatomy: str
 
 def _segment(result: DemoResult, ph: Any, name: str, model_name: str, device: str | None) -> None:
     from mednet_pvs.analysis import case_metrics, pvs_burden
-    from mednet_pvs.analysis.burden import write_case_outputs
+    from mednet_pvs.inference import CaseOutputs
     from mednet_pvs.viz import show
     from mednet_pvs.zoo import load_pretrained
 
@@ -101,7 +103,7 @@ def _segment(result: DemoResult, ph: Any, name: str, model_name: str, device: st
     paths = result.paths
     pred = model.predict(paths["image"], brainmask=paths["brainmask"])  # from the saved file, as a user would
     burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=paths["regions"])
-    written = write_case_outputs(burden, result.out, like=pred.scan, prefix=f"{name}_")
+    written = CaseOutputs(result.out, name).write(pred.scan, pred.mask, burden=burden)
     paths.update({"mask": written["mask"], "stats": written["stats"], "clusters": written["clusters"]})
     m = case_metrics(pred.mask > 0, ph.label > 0, ph.affine)
     result.scores = {k: float(m[k]) for k in ("dice", "cluster_dice", "precision", "recall", "det_recall", "det_precision")}

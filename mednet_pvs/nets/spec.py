@@ -14,6 +14,23 @@ from typing import Any, Mapping
 from mednet_pvs.config import Config, as_json, as_tuple
 from mednet_pvs.errors import ConfigError
 
+
+def dims(values: Any) -> str:
+    """A shape or spacing as text: ``(128, 128, 96) -> "128x128x96"``."""
+    return "x".join(str(v) for v in values)
+
+
+def brief(values: Any) -> str:
+    """Compact text of a config value for one-line descriptions: ``(2, 2, 2) -> "(2,2,2)"``, kernels
+    ``((1, 3, 3), (3, 3, 3)) -> "(1x3x3,3x3x3)"``, and ``((3, 3, 3),) * 6 -> "3x3x3"`` (all the same)."""
+    if not isinstance(values, (tuple, list)):
+        return str(values)
+    if values and all(isinstance(v, (tuple, list)) for v in values):
+        shapes = [dims(v) for v in values]
+        return shapes[0] if len(set(shapes)) == 1 else f"({','.join(shapes)})"
+    return f"({','.join(str(v) for v in values)})"
+
+
 @dataclass
 class NetConfig(Config):
     """Base of the networks' configuration dataclasses.

@@ -1,8 +1,12 @@
-"""The only place in :mod:`mednet_pvs.nets` that reads files: weights and trained-model folders.
+"""Import trained nnU-Net v2 model folders (``plans.json``, ``dataset.json``, ``fold_N/<checkpoint>``).
 
-Torch files are read with ``torch.load(weights_only=True)`` (no code runs); numpy scalars and
-arrays, which nnU-Net's checkpoints hold in their logs, are the only non-torch types admitted.
-Every problem with a file raises :class:`~mednet_pvs.errors.InputError` naming it.
+    network, facts = load_nnunet_v2_folder("nnUNet_results/Dataset019_PVS/nnUNetTrainer__nnUNetPlans__3d_fullres")
+
+The network is built from the plans' ``architecture`` entry (nnU-Net >= 2.4) and holds the
+checkpoint's ``network_weights``; :class:`NnUNetV2Preprocessing` holds what inference must reproduce.
+The checkpoint is read with :func:`mednet_pvs.safe_load.torch_load` (``weights_only=True``, no code
+runs). Every problem with a file raises :class:`~mednet_pvs.errors.InputError` naming it.
+Importing this module does not import torch.
 """
 from __future__ import annotations
 
@@ -10,85 +14,14 @@ import json
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any, Mapping
-
-import numpy as np
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from mednet_pvs.errors import ConfigError, InputError
-from mednet_pvs.nets.mednext import MedNeXt, MedNeXtConfig, load_mednext_state_dict
-from mednet_pvs.nets.nnunet import PLAIN, RESENC, NnUNetConfig, build_nnunet
-from mednet_pvs.nets.nnunet_v1 import GenericUNetV1Config, load_generic_unet_v1
-from mednet_pvs.nets.state_dicts import StateDict, load_exact, unwrap_state_dict
 
-PathOrStateDict = str | PathLike | Mapping[str, Any]
+if TYPE_CHECKING:
+    from torch import nn
 
-#: numpy reconstructors admitted by ``torch.load(weights_only=True)`` (nnU-Net logs hold numpy scalars).
-_np_multiarray = (np._core if hasattr(np, "_core") else np.core).multiarray  # numpy 2 / numpy 1
-_NUMPY_SAFE = [_np_multiarray.scalar, _np_multiarray._reconstruct, np.ndarray, np.dtype,
-               *{type(np.dtype(t)) for t in "?bBhHiIlLqQefdgFDG"}]
-
-
-def torch_load(path: str | PathLike) -> Any:
-    """``torch.load(path, weights_only=True)`` on CPU, admitting numpy scalars/arrays; InputError on failure."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        with torch.serialization.safe_globals(_NUMPY_SAFE):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any reader failure is a problem with this file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(path, f"cannot be read as a PyTorch checkpoint with weights_only=True ({first})") from e
-
-
-def read_state_dict(path: str | PathLike) -> StateDict:
-    """The network weights in a ``.safetensors`` file or a torch checkpoint (raw state dict, or a
-    dict holding one under ``state_dict`` / ``network_weights``)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise InputError(path, "file not found")
-        from safetensors.torch import load_file
-
-        try:
-            obj: Any = load_file(path)
-        except Exception as e:  # noqa: BLE001
-            raise InputError(path, f"cannot be read as safetensors ({e})") from e
-    else:
-        obj = torch_load(path)
-    try:
-        return unwrap_state_dict(obj)
-    except ConfigError as e:
-        raise InputError(path, str(e)) from e
-
-
-def _load_with(loader, source: PathOrStateDict, config) -> nn.Module:
-    """``loader(state_dict, config)`` on a path or an in-memory dict; a file's problems name the file."""
-    if isinstance(source, Mapping):
-        return loader(unwrap_state_dict(source), config)
-    try:
-        return loader(read_state_dict(source), config)
-    except ConfigError as e:
-        raise InputError(source, str(e)) from e
-
-
-def load_mednext_checkpoint(source: PathOrStateDict, config: MedNeXtConfig | None = None) -> MedNeXt:
-    """A :class:`MedNeXt` with the weights of an original MedNeXt v1 checkpoint (nnU-Net v1's
-    ``model_final_checkpoint.model``, a raw state dict file, safetensors, or an in-memory dict).
-    The configuration is read from the weights unless given."""
-    return _load_with(load_mednext_state_dict, source, config)
-
-
-def load_generic_unet_v1_checkpoint(source: PathOrStateDict, config: GenericUNetV1Config | None = None) -> nn.Module:
-    """A PlainConvUNet with the weights of an nnU-Net v1 Generic_UNet checkpoint (see
-    :mod:`mednet_pvs.nets.nnunet_v1`). The topology is read from the weights unless given."""
-    return _load_with(load_generic_unet_v1, source, config)
-
-
-# ---------------------------------------------------------------------------------------------------
-# nnU-Net v2 trained-model folders
+    from mednet_pvs.nets import NnUNetConfig
 
 
 @dataclass(frozen=True)
@@ -149,6 +82,8 @@ def _expect(value: Any, wanted: Any, what: str, plans_path: Path) -> None:
 
 def _nnunet_config(arch: dict, input_channels: int, num_classes: int, cfg: dict, plans_path: Path) -> NnUNetConfig:
     """The :class:`NnUNetConfig` of a plans ``architecture`` entry (nnU-Net >= 2.4), after checking its ops."""
+    from mednet_pvs.nets.nnunet import PLAIN, RESENC, NnUNetConfig
+
     cls = str(arch.get("network_class_name", ""))
     kw = arch.get("arch_kwargs")
     known = {f"dynamic_network_architectures.architectures.unet.{c}": c for c in (PLAIN, RESENC)}
@@ -198,6 +133,10 @@ def load_nnunet_v2_folder(folder: str | PathLike, fold: int | str = 0, *, checkp
     ``network_weights`` and returns it (eval mode) with the preprocessing facts. The configuration is
     the checkpoint's ``init_args['configuration']`` unless given.
     """
+    from mednet_pvs.nets.nnunet import PLAIN, build_nnunet
+    from mednet_pvs.nets.state_dicts import load_exact
+    from mednet_pvs.safe_load import torch_load, unwrap_state_dict
+
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "is not a folder")

@@ -11,8 +11,8 @@ Layout read (nnU-Net v1 and the MedNeXt v1 code)::
 Any folder above a trainer folder works when it holds exactly one; a ``fold_<k>`` folder imports
 that fold alone.
 
-- ``.model``: read with ``torch.load(weights_only=True)`` (:func:`mednet_pvs.nets.checkpoints.torch_load`).
-- ``.model.pkl`` (trainer name and plans): read with :class:`RestrictedUnpickler`, which builds
+- ``.model``: read with ``torch.load(weights_only=True)`` (:func:`mednet_pvs.safe_load.torch_load`).
+- ``.model.pkl`` (trainer name and plans): read with :func:`mednet_pvs.safe_load.read_pickle`, which builds
   only numpy arrays, dtypes and scalars, ``OrderedDict`` and builtin containers and refuses any
   other class before anything runs (a pickle can otherwise execute arbitrary code).
 - The network is built from the state dict alone: a MedNeXt v1 of any size and kernel
@@ -32,19 +32,18 @@ flip, which mirroring test-time augmentation over all axes makes irrelevant).
 """
 from __future__ import annotations
 
-import pickle
 import re
 import warnings
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.io import PathType
+from mednet_pvs.safe_load import read_pickle
 
 if TYPE_CHECKING:  # torch loads when a model is imported, not with this module
     import torch
@@ -57,57 +56,6 @@ _MEDNEXT_TRAINER = re.compile(r"MedNeXt_([SBML])_kernel(\d+)")
 
 class ZooImportWarning(UserWarning):
     """Something about imported weights worth knowing that does not stop the import."""
-
-
-# ------------------------------------------------------------------------ restricted unpickling
-
-_np_multiarray = (np._core if hasattr(np, "_core") else np.core).multiarray  # numpy 2 / numpy 1
-#: (module, name) -> the object a plans pickle may refer to; nothing else is ever looked up.
-SAFE_GLOBALS: dict[tuple[str, str], Any] = {
-    **{(m, "_reconstruct"): _np_multiarray._reconstruct for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    **{(m, "scalar"): _np_multiarray.scalar for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("collections", "OrderedDict"): OrderedDict,
-    **{("builtins", t.__name__): t for t in (dict, list, tuple, set, frozenset, int, float, complex, str, bytes, bytearray, bool)},
-}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """A pickle reader that admits only numpy arrays/dtypes/scalars, ``OrderedDict`` and builtin
-    containers and scalars; any other class or function is refused, before it is called, with an
-    :class:`InputError` naming the file and the class."""
-
-    def __init__(self, file: BinaryIO, path: PathType) -> None:
-        super().__init__(file)
-        self.path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return SAFE_GLOBALS[(module, name)]
-        except KeyError:
-            raise InputError(
-                self.path,
-                f"refers to {module}.{name}, which an nnU-Net v1 plans file never holds: refused without running "
-                "anything (only numpy arrays, dtypes and scalars, OrderedDict and builtin containers are read)",
-            ) from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise InputError(self.path, "holds persistent pickle references: refused (not an nnU-Net v1 plans file)")
-
-
-def read_pickle(path: PathType) -> Any:
-    """Load a pickle with :class:`RestrictedUnpickler`; any problem is an :class:`InputError` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        with open(path, "rb") as f:
-            return RestrictedUnpickler(f, path).load()
-    except InputError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any reader failure is a problem with this file
-        raise InputError(path, f"not a readable pickle ({type(e).__name__}: {e})") from None
 
 
 # -------------------------------------------------------------------------------------- plans
@@ -318,8 +266,7 @@ class _Fold:
 
 def _read_fold(fold: Path, checkpoint: str) -> tuple[_Fold, list[str]]:
     from mednet_pvs.nets import network_config
-    from mednet_pvs.nets.checkpoints import torch_load
-    from mednet_pvs.nets.state_dicts import unwrap_state_dict
+    from mednet_pvs.safe_load import torch_load, unwrap_state_dict
 
     ckpt = fold / f"{checkpoint}.model"
     pkl = fold / f"{checkpoint}.model.pkl"
@@ -379,7 +326,7 @@ def import_nnunet_v1(
         A ready model; ``model.meta`` records the source, the plans' facts, warnings and notes.
     """
     from mednet_pvs.data.preprocessing import PreprocessConfig
-    from mednet_pvs.inference.model import InferenceConfig, PVSModel
+    from mednet_pvs.inference import InferenceConfig, PVSModel, SlidingWindowConfig
 
     trainer_dir, found = find_folds(folder, checkpoint)
     chosen = _select(found, folds, trainer_dir)
@@ -408,7 +355,7 @@ def import_nnunet_v1(
         image_interpolation="bspline", label_interpolation="nearest",
     )
     mirror = () if "noMirroring" in trainer else (0, 1, 2)
-    inference = InferenceConfig(patch_size=plans.patch_size, step=0.5, sigma_scale=1.0 / 8, mirror_axes=mirror, threshold=0.5)
+    inference = InferenceConfig(SlidingWindowConfig(patch_size=plans.patch_size, step=0.5, sigma_scale=1.0 / 8, mirror_axes=mirror), threshold=0.5)
 
     entry_meta: dict[str, Any] = {}
     if name is not None:
@@ -438,12 +385,12 @@ def import_nnunet_v1(
 def _entry_meta(name: str, net: nn.Module, plans: V1Plans) -> tuple[dict[str, Any], list[str]]:
     """A registry entry's meta for a model imported under its name, after checking the weights fit it."""
     from mednet_pvs.nets import MedNeXt
-    from mednet_pvs.zoo.registry import find_entry
+    from mednet_pvs.zoo.catalog import find_entry
 
     entry = find_entry(name)
     if entry is None:
         return {}, []
-    family = "mednext" if isinstance(net, MedNeXt) else "generic_unet_v1"
+    family = net.network_name  # "mednext" or "generic_unet_v1": the registry's families
     want = entry.network.get("family")
     if want and want != family:
         raise ConfigError(f"{name!r} is a {entry.network_label} ({want}) in the registry, but these weights are a {family}: "

@@ -5,7 +5,7 @@ InstanceNorm3d(eps 1e-5, affine), LeakyReLU(0.01), no dropout, strided-conv pool
 upsampling) computes the same function as a PlainConvUNet of the same topology, except that
 
 - v1's decoder stage u (0 = deepest) convolves with ``conv_kernel_sizes[-(u + 1)]``, v2's with
-  ``kernel_sizes[-(u + 2)]``: :class:`~mednet_pvs.nets._dna.GenericUNetV1Topology` rebuilds those stages;
+  ``kernel_sizes[-(u + 2)]``: :class:`~mednet_pvs.nets.dna_unets.GenericUNetV1Topology` rebuilds those stages;
 - v1's transposed convs (``tu.*``) and segmentation heads (``seg_outputs.*``) have no bias: the v2
   biases are set to zero.
 
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from mednet_pvs.errors import ConfigError
-from mednet_pvs.nets.config import NetConfig
+from mednet_pvs.nets.spec import NetConfig, brief
 from mednet_pvs.nets.nnunet import dna
 from mednet_pvs.nets.registry import register_network
 from mednet_pvs.nets.state_dicts import StateDict, describe_mismatch, load_exact, shapes_of, unwrap_state_dict
@@ -68,6 +68,15 @@ class GenericUNetV1Config(NetConfig):
             feats.append(f)
             f = min(int(round(f * self.feat_map_mul_on_downscale)), self.max_num_features)
         return tuple(feats)
+
+    def describe(self) -> str:
+        """One line: ``nnU-Net v1 Generic_UNet, 32 base features (max 320), 5 poolings 2x2x2, kernels 3x3x3, ...``."""
+        return ", ".join([
+            f"nnU-Net v1 Generic_UNet, {self.base_num_features} base features (max {self.max_num_features})",
+            f"{self.num_pool} poolings {brief(self.pool_op_kernel_sizes)}", f"kernels {brief(self.conv_kernel_sizes)}",
+            f"{self.num_conv_per_stage} convs per stage", f"{self.input_channels} input channel(s)",
+            f"{self.num_classes} classes",
+        ])
 
     def arch_kwargs(self) -> dict:
         n = self.num_pool + 1

@@ -1,6 +1,7 @@
 """nnU-Net's own networks (dynamic_network_architectures) with this package's input checks and output
-convention. Imported only when such a network is built (see :func:`mednet_pvs.nets.nnunet.dna`), so
-``import mednet_pvs.nets`` does not need dynamic_network_architectures.
+convention, and the :class:`~mednet_pvs.nets.registry.Network` contract. Imported only when such a
+network is built (see :func:`mednet_pvs.nets.nnunet.dna`), so ``import mednet_pvs.nets`` does not need
+dynamic_network_architectures.
 
 The PlainConvUNet and ResidualEncoderUNet subclasses change no module and no parameter: their state
 dicts are nnU-Net v2's. ``GenericUNetV1Topology`` rebuilds the decoder stages whose kernel v1 chooses
@@ -44,12 +45,18 @@ class _MednetUNet:
     """
 
     decoder: nn.Module
+    encoder_prefixes = ("encoder.",)  # the encoder (for freezing)
+    optimizer_preset = "nnunet"  # SGD with Nesterov momentum, as nnU-Net trains
 
     def __init__(self, config, **arch_kwargs) -> None:
         super().__init__(**{k: _lists(v) for k, v in arch_kwargs.items()}, deep_supervision=True, **STANDARD_OPS)
         self.config = config
         self.required_divisor = divisor_from_strides(arch_kwargs["strides"])
         self.apply(InitWeights_He(1e-2))  # nnU-Net's initialisation
+
+    @property
+    def description(self) -> str:
+        return self.config.describe()
 
     def forward(self, x: torch.Tensor):
         check_input(x, self.config.input_channels, self.required_divisor)

@@ -4,10 +4,10 @@
     list_models()                       # pandas table: name, contrast, network, weights, figures
     get_entry("mednet-pvs-t2w")         # ZooEntry: data, figures, where the weights come from
 
-Entries live in ``mednet_pvs/zoo/entries/<name>.yaml`` (package data, so an installed package has
-them; the repository's top-level ``zoo/`` folder holds identical copies for browsing, and a test
-keeps the two equal). Folders named in the ``MEDNET_PVS_ZOO_PATH`` environment variable
-(``os.pathsep``-separated) add entries of one's own (a lab's private models).
+Entries live in one place, ``mednet_pvs/zoo/entries/<name>.yaml`` (package data, so an installed
+package has them; the repository's top-level ``zoo/README.md`` lists them). Folders named in the
+``MEDNET_PVS_ZOO_PATH`` environment variable (``os.pathsep``-separated) add entries of one's own
+(a lab's private models).
 
 Where an entry's weights come from (``weights.kind``):
 

@@ -1,0 +1,76 @@
+"""How a model predicts: the sliding window plus what turns probabilities into a mask.
+
+Saved in a bundle's ``config.json`` as::
+
+    "inference": {"window": {"patch_size": [128, 128, 128], "step": 0.5, "mirror_axes": [0, 1, 2], ...},
+                  "threshold": 0.5, "min_cluster_mm3": 0.0}
+
+Bundles written before the window had a block of its own kept its fields at the top level
+(``{"patch_size": ..., "step": ..., "threshold": ...}``); :meth:`InferenceConfig.from_dict` reads
+both, so ``InferenceConfig.from_dict({"patch_size": (64, 64, 64), "threshold": 0.4})`` works too.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mednet_pvs.config import Config
+from mednet_pvs.errors import ConfigError
+from mednet_pvs.inference.sliding_window import SlidingWindowConfig
+
+
+def _default_window() -> SlidingWindowConfig:
+    return SlidingWindowConfig(patch_size=(128, 128, 128), step=0.5, batch_size=2, mirror_axes=(0, 1, 2))
+
+
+@dataclass
+class InferenceConfig(Config):
+    """How a model predicts; JSON-able, saved in the bundle's ``config.json``.
+
+    Attributes:
+        window: the sliding window (tile size and step on the preprocessed grid, Gaussian sigma,
+            batch, mirroring axes for test-time augmentation: on the preprocessed, reoriented grid,
+            0 = R-L, 1 = A-P, 2 = S-I for RAS; ``()`` = none). Default: 128^3 tiles, step 0.5,
+            mirroring on all three axes.
+        threshold: foreground probability above which a voxel is PVS.
+        min_cluster_mm3: clusters (26-connected) smaller than this are removed from the mask.
+    """
+
+    _what = "inference"
+
+    window: SlidingWindowConfig = field(default_factory=_default_window)
+    threshold: float = 0.5
+    min_cluster_mm3: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise ConfigError(f"threshold must be in (0, 1), not {self.threshold}")
+        if self.min_cluster_mm3 < 0:
+            raise ConfigError(f"min_cluster_mm3 must be >= 0, not {self.min_cluster_mm3}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | InferenceConfig) -> InferenceConfig:
+        """Read ``{"window": {...}, "threshold", "min_cluster_mm3"}``, or the older flat form whose
+        window fields sit at the top level; window fields not given keep the default window's."""
+        if isinstance(d, InferenceConfig):
+            return d
+        return _default().updated(d) if isinstance(d, Mapping) else super().from_dict(d)
+
+    def updated(self, changes: Mapping[str, Any]) -> InferenceConfig:
+        """A copy with ``changes`` applied: top-level fields, a ``window`` mapping of window fields,
+        or window fields at the top level (``{"patch_size": ..., "threshold": ...}``)."""
+        window_keys = set(SlidingWindowConfig.field_names())
+        flat = {k: v for k, v in changes.items() if k in window_keys}
+        nested = changes.get("window") or {}
+        if isinstance(nested, SlidingWindowConfig):
+            nested = nested.to_dict()
+        both = sorted(set(flat) & set(nested))
+        if both:
+            raise ConfigError(f"inference config: {', '.join(both)} given both inside 'window' and beside it")
+        rest = {k: v for k, v in changes.items() if k not in window_keys and k != "window"}
+        return super().from_dict({**self.to_dict(), **rest, "window": {**self.window.to_dict(), **flat, **nested}})
+
+
+def _default() -> InferenceConfig:
+    return InferenceConfig()
