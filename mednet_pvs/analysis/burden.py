@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from mednet_pvs.analysis._tables import json_ready, write_csv, write_strict_json
+from mednet_pvs.analysis._tables import json_ready, write_csv
 from mednet_pvs.analysis.clusters import (
     as_affine,
     binary_mask,

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from mednet_pvs.io import PathType, Scan, save_like
+from mednet_pvs.io import Scan, save_like
 
 #: key -> file name suffix (after ``<case>_``), in the order they are written.
 OUTPUT_FILES = {

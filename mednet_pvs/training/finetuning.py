@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mednet_pvs.errors import ConfigError, InputError
+from mednet_pvs.errors import ConfigError
 from mednet_pvs.io import PathType
 
 if TYPE_CHECKING:
