@@ -1,4 +1,4 @@
-"""The registry: entries, their checks, the paper's set-ups, and where the YAML files live."""
+"""The catalogue (zoo/catalog.py): entries, their checks, the paper's set-ups, and where the YAML files live."""
 from __future__ import annotations
 
 import re
