@@ -16,7 +16,7 @@ ROOT = Path(mednet_pvs.__file__).parent
 
 #: Bottom to top. Each entry: the layer's name and the top-level modules/packages of mednet_pvs in it.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("io/config", {"errors", "version", "config", "io", "safe_load"}),
+    ("io/config", {"errors", "version", "config", "registries", "io", "safe_load"}),
     ("nets", {"nets"}),
     ("data", {"synth", "data"}),
     ("analysis", {"analysis", "classical", "viz"}),

@@ -33,6 +33,7 @@ from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.inference.settings import InferenceConfig
 from mednet_pvs.io import PathType, atomic_path, write_json, write_text
 from mednet_pvs.nets import NetworkSpec
+from mednet_pvs.registries import Registry
 
 FORMAT = "mednet-pvs-bundle/1"
 CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
@@ -172,24 +173,17 @@ def write_bundle(
 # ---------------------------------------------------------------------------------- kinds
 #: kind -> ``loader(folder, config, device) -> model``.
 Loader = Callable[[Path, BundleConfig, "str | torch.device | None"], Any]
-_KINDS: dict[str, Loader] = {}
+_KINDS: Registry[Loader] = Registry("model kind")
 
 
 def register_kind(kind: str) -> Callable[[Loader], Loader]:
     """Decorator: ``loader(folder, config, device)`` builds a model of ``kind`` from a bundle."""
-
-    def deco(fn: Loader) -> Loader:
-        if kind in _KINDS:
-            raise ConfigError(f"bundle kind {kind!r} is already registered")
-        _KINDS[kind] = fn
-        return fn
-
-    return deco
+    return _KINDS.register(kind)
 
 
 def bundle_kinds() -> list[str]:
     """The registered model kinds."""
-    return sorted(_KINDS)
+    return _KINDS.names()
 
 
 def load_bundle(folder: PathType, *, device: str | torch.device | None = None) -> Any:

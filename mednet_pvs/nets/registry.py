@@ -9,14 +9,13 @@ knowing network families by name.
 """
 from __future__ import annotations
 
-import difflib
-import fnmatch
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from mednet_pvs.errors import ConfigError
+from mednet_pvs.registries import Registry
 from mednet_pvs.nets.spec import NetConfig, NetworkSpec
 
 
@@ -44,32 +43,17 @@ class Network(Protocol):
 
 
 Builder = Callable[..., nn.Module]
-_REGISTRY: dict[str, Builder] = {}
+_REGISTRY: Registry[Builder] = Registry("network")
 
 
 def register_network(name: str) -> Callable[[Builder], Builder]:
     """Decorator: register ``fn(**overrides) -> nn.Module`` under ``name`` (must be new)."""
-
-    def deco(fn: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ConfigError(f"network name {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
+    return _REGISTRY.register(name)
 
 
 def list_networks(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style wildcard (``"mednext_*_k5"``), sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
-
-
-def _builder(name: str) -> Builder:
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown network {name!r}.{hint} Known networks: {', '.join(list_networks())}")
-    return _REGISTRY[name]
+    return _REGISTRY.names(pattern)
 
 
 def create_network(name: str, **overrides: Any) -> nn.Module:
@@ -77,7 +61,7 @@ def create_network(name: str, **overrides: Any) -> nn.Module:
 
     >>> net = create_network("mednext_l_k5", in_channels=1, n_classes=2)
     """
-    model = _builder(name)(**overrides)
+    model = _REGISTRY.get_or_explain(name)(**overrides)
     model.network_name = name
     if not isinstance(model, Network):
         raise ConfigError(f"network {name!r} builds a {type(model).__name__}, which does not satisfy the "

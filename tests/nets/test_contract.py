@@ -7,6 +7,7 @@ import torch
 
 from mednet_pvs.errors import ConfigError
 from mednet_pvs.nets import registry
+from mednet_pvs.registries import Registry
 from mednet_pvs.nets import (
     Network,
     create_meta_network,
@@ -111,7 +112,7 @@ def test_descriptions_say_what_differs():
 
 
 def test_networks_outside_the_contract_are_refused(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # registered for this test only
+    monkeypatch.setattr(registry, "_REGISTRY", Registry("network", registry._REGISTRY))  # registered for this test only
     register_network("_test_plain_conv")(lambda **kw: torch.nn.Conv3d(1, 2, 3))
     with pytest.raises(ConfigError, match="'_test_plain_conv' builds a Conv3d, which does not satisfy"):
         create_network("_test_plain_conv")
