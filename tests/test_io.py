@@ -1,7 +1,6 @@
 """NIfTI I/O: grids kept voxel for voxel, atomic writes, one clear error per bad input."""
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 

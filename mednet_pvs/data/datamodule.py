@@ -36,7 +36,6 @@ ranks, workers or epochs produce the same phantom. Validation phantoms use seeds
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Union
 

@@ -87,7 +87,6 @@ def place_pvs(anat: Anatomy, cfg: PhantomConfig, seed: int, reserved: np.ndarray
     """Draw the PVS of every region into fresh arrays; ``reserved`` (bool) is updated in place."""
     from scipy import ndimage
 
-    h = anat.spacing
     shape = anat.shape
     res = PVSResult(np.zeros(shape, np.float32), np.zeros(shape, np.float32), np.zeros(shape, np.uint16))
     origin = anat.origin
