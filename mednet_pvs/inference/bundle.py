@@ -73,11 +73,11 @@ class BundleConfig(Config):
     weights_sha256: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def require(self, *names: str, where: PathType | None = None) -> None:
-        """InputError naming ``config.json`` unless every field in ``names`` is set."""
+    def require(self, *names: str) -> None:
+        """ConfigError unless every field in ``names`` is set (:func:`load_bundle` names the file)."""
         missing = [n for n in names if getattr(self, n) in (None, ())]
         if missing:
-            raise InputError(where, f"missing key(s) {', '.join(missing)} for a {self.kind!r} model")
+            raise ConfigError(f"missing key(s) {', '.join(missing)} for a {self.kind!r} model")
 
 
 def member_names(n: int) -> tuple[str, ...]:
@@ -187,7 +187,8 @@ def bundle_kinds() -> list[str]:
 
 
 def load_bundle(folder: PathType, *, device: str | torch.device | None = None) -> Any:
-    """A ready model from a bundle folder, built by the loader registered for its kind."""
+    """A ready model from a bundle folder, built by the loader registered for its kind (a loader's
+    ConfigError becomes an InputError naming the folder's ``config.json``)."""
     folder = Path(folder)
     config = read_bundle_config(folder)
     if config.kind not in _KINDS:

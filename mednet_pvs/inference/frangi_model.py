@@ -79,7 +79,7 @@ class FrangiModel:
 @register_kind("frangi")
 def _load_frangi_bundle(folder: Path, config: BundleConfig, device: object) -> FrangiModel:
     """The Frangi baseline from its settings (``device`` does not apply: it runs on the CPU)."""
-    config.require("frangi", where=folder / "config.json")
+    config.require("frangi")
     return FrangiModel(config.frangi, name=config.name, meta=config.meta)
 
 

@@ -31,7 +31,7 @@ from mednet_pvs.data.preprocessing import (
     to_input_grid,
 )
 from mednet_pvs.errors import ConfigError, InputError
-from mednet_pvs.inference.bundle import BundleConfig, load_bundle, member_names, read_weights, register_kind, write_bundle
+from mednet_pvs.inference.bundle import WEIGHTS, BundleConfig, load_bundle, member_names, read_weights, register_kind, write_bundle
 from mednet_pvs.inference.prediction import Prediction, load_grid_mask
 from mednet_pvs.inference.settings import InferenceConfig
 from mednet_pvs.inference.sliding_window import sliding_window_predict
@@ -217,15 +217,15 @@ def _load_network_bundle(folder: Path, config: BundleConfig, device: str | torch
     from mednet_pvs.nets import create_network_from_config
     from mednet_pvs.nets.state_dicts import load_exact
 
-    config.require("network", "preprocessing", "inference", "members", where=folder / "config.json")
+    config.require("network", "preprocessing", "inference", "members")
     tensors = read_weights(folder, config)
-    wpath = folder / "model.safetensors"
+    wpath = folder / WEIGHTS
     networks = []
     for member in config.members:
         try:
             net = create_network_from_config(config.network)
         except ConfigError as e:
-            raise InputError(folder / "config.json", f"network spec cannot be built: {e}") from None
+            raise ConfigError(f"network spec cannot be built: {e}") from None
         prefix = f"{member}."
         sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         if not sd:

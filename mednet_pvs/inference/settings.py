@@ -55,7 +55,7 @@ class InferenceConfig(Config):
         window fields sit at the top level; window fields not given keep the default window's."""
         if isinstance(d, InferenceConfig):
             return d
-        return _default().updated(d) if isinstance(d, Mapping) else super().from_dict(d)
+        return cls().updated(d) if isinstance(d, Mapping) else super().from_dict(d)
 
     def updated(self, changes: Mapping[str, Any]) -> InferenceConfig:
         """A copy with ``changes`` applied: top-level fields, a ``window`` mapping of window fields,
@@ -70,7 +70,3 @@ class InferenceConfig(Config):
             raise ConfigError(f"inference config: {', '.join(both)} given both inside 'window' and beside it")
         rest = {k: v for k, v in changes.items() if k not in window_keys and k != "window"}
         return super().from_dict({**self.to_dict(), **rest, "window": {**self.window.to_dict(), **flat, **nested}})
-
-
-def _default() -> InferenceConfig:
-    return InferenceConfig()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mednet_pvs.errors import ConfigError
+from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.io import PathType
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def finetune(
     """
     import lightning as L
 
-    from mednet_pvs.inference.bundle import read_bundle_config
+    from mednet_pvs.inference.bundle import CONFIG, read_bundle_config
     from mednet_pvs.training.cli import checkpoint_callbacks, default_precision, make_logger
     from mednet_pvs.data import PVSDataModule
     from mednet_pvs.training.export import best_checkpoint, export_bundle, read_checkpoint
@@ -135,7 +135,10 @@ def finetune(
     run = Path(run_dir) if run_dir is not None else out.with_name(out.name + "-run")
     folder = resolve_model_folder(source, run)
     config = read_bundle_config(folder)
-    config.require("network", "preprocessing", "inference", where=folder / "config.json")
+    try:
+        config.require("network", "preprocessing", "inference")
+    except ConfigError as e:
+        raise InputError(folder / CONFIG, str(e)) from None
     spec, inference = config.network, config.inference
     source_training = config.meta.get("training", {})
     source_data = source_training.get("data") or {}
