@@ -19,6 +19,7 @@ import contextlib
 import gzip
 import json
 import os
+import re
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -274,6 +275,76 @@ def load_image(
 
 
 # --------------------------------------------------------------------------------------- writing
+
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def safe_case_id(text: str) -> str:
+    """The file-name form of a case id, the one rule for every output name.
+
+    Path separators and characters other than letters, digits, ``.``, ``_``, ``+`` and ``-``
+    become ``_`` (``site1/sub-01`` -> ``site1_sub-01``). An id that would name a place outside
+    the output folder or a hidden file is refused: absolute paths (``/tmp/x``, ``C:\\x``), ``..``
+    or ``.`` components, a leading ``.``, empty, or longer than 200 characters.
+
+    Raises:
+        InputError: (with no file: callers add theirs) saying why the id is refused.
+    """
+    raw = str(text)
+    stripped = raw.strip()
+    parts = re.split(r"[/\\]+", stripped)
+    if not stripped:
+        reason = "is empty"
+    elif stripped.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", stripped):
+        reason = "is an absolute path: outputs would be written outside the output folder"
+    elif any(p in (".", "..") for p in parts):
+        reason = "has a '.' or '..' component: outputs would be written outside the output folder"
+    elif stripped.startswith("."):
+        reason = "starts with '.' (a hidden file name)"
+    elif len(stripped) > 200:
+        reason = f"is {len(stripped)} characters long (at most 200)"
+    else:
+        return _UNSAFE_ID.sub("_", "_".join(p for p in parts if p)).strip("_") or "_"
+    raise InputError(None, f"case id {raw!r} {reason}; use letters, digits, '.', '_', '+' and '-'")
+
+
+def check_output_dir(path: PathType) -> Path:
+    """Make sure ``path`` can take outputs *before* any work is done: create it, try a write.
+
+    Returns:
+        The folder.
+
+    Raises:
+        InputError: it is a file, or it cannot be created or written (one line, the reason).
+    """
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise InputError(p, "output folder is an existing file; give a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(p, f"output folder cannot be created ({e.strerror or e})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mednet-pvs-write-check.", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise InputError(p, f"output folder is not writable ({e.strerror or e})") from None
+    return p
+
+
+def check_output_file(path: PathType) -> Path:
+    """Make sure a file can be written at ``path`` (its folder created and writable) before any work.
+
+    Raises:
+        InputError: ``path`` is a folder, or its folder cannot be created or written.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise InputError(p, "is a folder; give a file name for this output")
+    check_output_dir(p.parent if str(p.parent) else Path("."))
+    return p
+
 
 
 @contextlib.contextmanager
