@@ -13,22 +13,41 @@ def register(app: typer.Typer) -> None:
         label: bool = typer.Option(False, "--label", help="Treat the files as label maps (constant allowed)."),
         max_anisotropy: float = typer.Option(8.0, help="Largest coarsest/finest voxel size ratio accepted."),
     ) -> None:
-        """Read each file with the same checks as training and inference, and print its grid."""
-        from rich.console import Console
-        from rich.table import Table
+        """Read each file with the same checks as training and inference, and print its grid.
 
+        Every file is checked: the good ones are listed in the table, each bad one is one line
+        ``error: <file>: <problem>`` on stderr; exits 1 when any file is bad."""
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Column, Table
+
+        from mednet_pvs.errors import MednetError
         from mednet_pvs.io import load_image
 
-        table = Table("file", "shape", "spacing (mm)", "orientation", "dtype", "min", "max")
+        table = Table(Column("file", overflow="fold"), "shape", "spacing (mm)", "orientation", "dtype", "min", "max")
+        errors: list[str] = []
         for f in files:
-            scan = load_image(f, kind="label" if label else "image", max_anisotropy=max_anisotropy)
-            table.add_row(
-                str(f),
-                "x".join(map(str, scan.shape)),
-                " x ".join(f"{s:.3g}" for s in scan.spacing),
-                "".join(scan.orientation),
-                str(scan.header.get_data_dtype()),
-                f"{float(scan.data.min()):.4g}",
-                f"{float(scan.data.max()):.4g}",
-            )
-        Console().print(table)
+            try:
+                scan = load_image(f, kind="label" if label else "image", max_anisotropy=max_anisotropy)
+                row = (
+                    escape(str(f)),
+                    "x".join(map(str, scan.shape)),
+                    " x ".join(f"{s:.3g}" for s in scan.spacing),
+                    "".join(scan.orientation),
+                    str(scan.header.get_data_dtype()),
+                    f"{float(scan.data.min()):.4g}",
+                    f"{float(scan.data.max()):.4g}",
+                )
+            except MednetError as e:
+                text = str(e)
+                errors.append(text if str(f) in text else f"{f}: {text}")
+            except Exception as e:  # noqa: BLE001 -- one odd file never stops the others being checked
+                errors.append(f"{f}: {type(e).__name__}: {' '.join(str(e).split())}")
+            else:
+                table.add_row(*row)
+        if table.row_count:
+            Console().print(table)
+        for text in errors:
+            typer.secho(f"error: {text}", err=True, fg="red")
+        if errors:
+            raise typer.Exit(1)
