@@ -24,8 +24,10 @@ def register(app: typer.Typer) -> None:
 
         from mednet_pvs.data.cases import load_cases
         from mednet_pvs.data.checks import validate_cases
-        from mednet_pvs.io import write_json
+        from mednet_pvs.io import check_output_file, write_json
 
+        if json_out is not None:
+            check_output_file(json_out)  # a bad output place fails now, not after every case is read
         console = Console()
         cases = load_cases(source, require_label=not no_label, contrasts=contrast or None)
         report = validate_cases(

@@ -19,6 +19,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,7 @@ class Report:
 
     def tables(self, *, problems_only: bool = False) -> list[Any]:
         """Rich renderables: per-case table (shape, spacing, intensity, PVS mm^3, problems) and summary."""
+        from rich.markup import escape
         from rich.table import Table
 
         t = Table(title="cases", show_lines=False)
@@ -163,7 +165,7 @@ class Report:
                 s.orientation or "-",
                 f"{s.intensity[0]:.4g} .. {s.intensity[1]:.4g}" if s.intensity else "-",
                 f"{s.pvs_volume_mm3:.1f}" if s.pvs_volume_mm3 is not None else "-",
-                "\n".join(f"[red]{p.role}: {p.message}[/red]" + (f" [dim]({p.path})[/dim]" if p.path else "") for p in probs)
+                "\n".join(f"[red]{escape(p.role)}: {escape(p.message)}[/red]" + (f" [dim]({escape(p.path)})[/dim]" if p.path else "") for p in probs)
                 or "[green]ok[/green]",
             )
         summ = self.summary()
@@ -221,6 +223,8 @@ def _header_pass(case: Case, max_anisotropy: float | None, require_label: bool) 
             infos[role] = read_header(path, max_anisotropy=max_anisotropy if role.startswith("image") else None)
         except InputError as e:
             problems.append(Problem(case.key, role, str(path), e.problem))
+        except Exception as e:  # noqa: BLE001 -- one odd file is a problem of its case, never the end of the check
+            problems.append(Problem(case.key, role, str(path), _unexpected(e)))
     ref_role = case.files[0][0]
     if ref_role in infos:
         ref = infos[ref_role]
@@ -233,31 +237,71 @@ def _header_pass(case: Case, max_anisotropy: float | None, require_label: bool) 
 # ---------------------------------------------------------------------------------------- voxels
 
 
+def _shown(values: np.ndarray) -> str:
+    return ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in values[:8].tolist()) + (" ..." if len(values) > 8 else "")
+
+
+def _value_check(data: np.ndarray, *, label: bool, allow_empty: bool) -> tuple[str | None, int | None]:
+    """The one rule for the values of a PVS label (exactly 0/1) or a brain mask (two values, not all 0).
+
+    Returns:
+        ``(problem or None, number of foreground voxels or None when the values are wrong)``.
+    """
+    data = np.asarray(data)
+    if data.dtype.names or not (data.dtype == bool or np.issubdtype(data.dtype, np.number)):
+        return f"voxel type {data.dtype} is not a number: expected a binary 0/1 mask", None
+    if np.issubdtype(data.dtype, np.complexfloating):
+        return f"complex voxel type {data.dtype}: expected a binary 0/1 mask", None
+    if data.dtype != bool and not np.issubdtype(data.dtype, np.integer):
+        bad = data[data != np.round(data)]  # NaN and inf included
+        if bad.size:
+            sample = ", ".join(f"{v:.3g}" for v in bad[:3].tolist())
+            return (
+                f"non-integer values (e.g. {sample}): expected a binary 0/1 mask "
+                "(a probability map? threshold it first)"
+            ), None
+    if data.size:
+        lo, hi = data.min(), data.max()  # two fast passes; np.unique only when the values are wrong
+        if label and (lo < 0 or hi > 1):
+            return f"values {_shown(np.unique(data))}: expected 0 (background) and 1 (PVS) only", None
+        if not label and lo != hi and np.count_nonzero((data != lo) & (data != hi)):
+            values = np.unique(data)
+            return f"{len(values)} distinct values ({_shown(values)}): expected a binary brain mask", None
+    n_fg = int(np.count_nonzero(data))
+    if n_fg == 0 and not (label and allow_empty):
+        return f"empty mask: {'no PVS voxel (all 0)' if label else 'all 0 (no brain)'}", 0
+    return None, n_fg
+
+
+def label_value_problem(data: np.ndarray, *, allow_empty: bool = True) -> str | None:
+    """What is wrong with the values of a binary PVS label or mask, or ``None`` when they are fine.
+
+    The one rule used by ``check-data`` (:func:`validate_cases`) and by
+    :func:`mednet_pvs.analysis.evaluate.evaluate` (references and predictions): voxels are exactly
+    0 (background) or 1 (PVS), stored as integers, booleans or integral floats. Anything else
+    -- values 0/1/2, 255, -1, fractions (a probability map), NaN, a colour or complex type -- is a
+    problem, never silently binarised.
+
+    Args:
+        data: the label's voxels (any shape).
+        allow_empty: an all-0 label (no PVS) is fine; ``False`` makes it a problem (training
+            cohorts, unless ``--allow-empty-label``).
+
+    Returns:
+        One sentence naming the problem (e.g. ``"values 0, 1, 2: expected 0 (background) and 1
+        (PVS) only"``), or ``None``.
+    """
+    return _value_check(data, label=True, allow_empty=allow_empty)[0]
+
+
 def _mask_problems(case: Case, role: str, path: Path, data: np.ndarray, *, label: bool, allow_empty: bool) -> tuple[list[Problem], int | None]:
-    """Check a label (values exactly 0/1) or a brain mask (two values, not all 0).
+    """Check a label (values exactly 0/1, :func:`label_value_problem`) or a brain mask (two values, not all 0).
 
     Returns:
         (problems, number of foreground voxels or ``None`` when the values are wrong).
     """
-    p = str(path)
-    if not np.issubdtype(data.dtype, np.integer):
-        sample = data[data != np.round(data)][:3]
-        return [Problem(case.key, role, p, f"non-integer values (e.g. {', '.join(f'{v:.3g}' for v in sample)}): expected a binary 0/1 mask")], None
-    if data.dtype == np.uint8:  # bincount is ~10x faster than unique on 256^3 voxels
-        counts = np.bincount(data.ravel(), minlength=2)
-        values = np.flatnonzero(counts)
-    else:
-        values, counts = np.unique(data, return_counts=True)
-    shown = ", ".join(map(str, values[:8].tolist())) + (" ..." if len(values) > 8 else "")
-    if label and not set(values.tolist()) <= {0, 1}:
-        return [Problem(case.key, role, p, f"values {shown}: expected 0 (background) and 1 (PVS) only")], None
-    if not label and len(values) > 2:
-        return [Problem(case.key, role, p, f"{len(values)} distinct values ({shown}): expected a binary brain mask")], None
-    n_fg = int(np.count_nonzero(data)) if data.dtype != np.uint8 else int(counts[1:].sum())
-    if n_fg == 0 and not (label and allow_empty):
-        what = "no PVS voxel (all 0)" if label else "all 0 (no brain)"
-        return [Problem(case.key, role, p, f"empty mask: {what}")], 0
-    return [], n_fg
+    problem, n_fg = _value_check(data, label=label, allow_empty=allow_empty)
+    return ([Problem(case.key, role, str(path), problem)] if problem else []), n_fg
 
 
 def check_voxels(case: Case, roles: Sequence[str], *, allow_empty_label: bool = False) -> tuple[list[Problem], CaseStats]:
@@ -274,13 +318,16 @@ def check_voxels(case: Case, roles: Sequence[str], *, allow_empty_label: bool = 
             continue
         try:
             scan = load_image(path, kind="image" if role.startswith("image") else "label", max_anisotropy=None)
+            if role.startswith("image"):
+                lo, hi = min(lo, float(scan.data.min())), max(hi, float(scan.data.max()))
+                continue
+            probs, n_fg = _mask_problems(case, role, path, scan.data, label=role == "label", allow_empty=allow_empty_label)
         except InputError as e:
             problems.append(Problem(case.key, role, str(path), e.problem))
             continue
-        if role.startswith("image"):
-            lo, hi = min(lo, float(scan.data.min())), max(hi, float(scan.data.max()))
+        except Exception as e:  # noqa: BLE001 -- one odd file is a problem of its case, never the end of the check
+            problems.append(Problem(case.key, role, str(path), _unexpected(e)))
             continue
-        probs, n_fg = _mask_problems(case, role, path, scan.data, label=role == "label", allow_empty=allow_empty_label)
         problems += probs
         if role == "label" and n_fg is not None:
             stats.pvs_voxels, stats.pvs_volume_mm3 = n_fg, n_fg * float(np.prod(scan.spacing))
@@ -325,7 +372,10 @@ def validate_cases(
     stats: dict[str, CaseStats] = {}
     readable: dict[str, list[str]] = {}
     for case in cases:
-        probs, infos = _header_pass(case, max_anisotropy, require_label)
+        try:
+            probs, infos = _header_pass(case, max_anisotropy, require_label)
+        except Exception as e:  # noqa: BLE001 -- a case that breaks the checks is reported, the others go on
+            probs, infos = [Problem(case.key, "case", None, f"header checks failed ({_unexpected(e)})")], {}
         problems[case.key] = probs
         bad_roles = {p.role for p in probs}
         readable[case.key] = [r for r in infos if r not in bad_roles]
@@ -354,18 +404,48 @@ def _map_voxels(cases: list[Case], roles: dict[str, list[str]], workers: int | N
     try:
         if workers <= 1:
             for i, c in enumerate(cases):
-                results[i] = check_voxels(c, roles[c.key], allow_empty_label=allow_empty)
+                try:
+                    results[i] = check_voxels(c, roles[c.key], allow_empty_label=allow_empty)
+                except Exception as e:  # noqa: BLE001
+                    results[i] = _voxels_failed(c, e)
                 bar.advance()
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 futures = {pool.submit(check_voxels, c, roles[c.key], allow_empty_label=allow_empty): i for i, c in enumerate(cases)}
                 for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
+                    try:
+                        results[futures[fut]] = fut.result()
+                    except BrokenProcessPool:
+                        continue  # a worker died (killed for memory, crashed): which case did it is found below
+                    except Exception as e:  # noqa: BLE001
+                        results[futures[fut]] = _voxels_failed(cases[futures[fut]], e)
                     bar.advance()
+            # After a worker died every unfinished case failed with it: check each again alone, in a
+            # fresh process, so that only the case that kills its process is reported.
+            for i in [i for i in range(n) if i not in results]:
+                with ProcessPoolExecutor(max_workers=1) as solo:
+                    try:
+                        results[i] = solo.submit(check_voxels, cases[i], roles[cases[i].key], allow_empty_label=allow_empty).result()
+                    except Exception as e:  # noqa: BLE001
+                        results[i] = _voxels_failed(cases[i], e)
+                bar.advance()
     finally:
         bar.close()
     for i, c in enumerate(cases):
         yield c, results[i]
+
+
+def _unexpected(e: BaseException) -> str:
+    """An exception that is not an :class:`InputError`, as one line: its type and message."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
+def _voxels_failed(case: Case, e: BaseException) -> tuple[list[Problem], CaseStats]:
+    if isinstance(e, BrokenProcessPool):
+        why = "the process checking it died (out of memory, or a crash while reading its files)"
+    else:
+        why = _unexpected(e)
+    return [Problem(case.key, "case", None, f"voxel checks failed: {why}")], CaseStats()
 
 
 class _Progress:

@@ -133,3 +133,154 @@ def test_check_data_bad_manifest_is_one_line_error(tmp_path, capsys):
     assert main(["check-data", str(tmp_path / "m.csv")]) == 1
     err = capsys.readouterr().err
     assert "misses required column(s) image, label" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------- issue 18: the shared label rule
+
+
+RULE = "expected 0 (background) and 1 (PVS) only"
+
+
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        (np.array([0, 1, 1], np.uint8), None),
+        (np.array([0, 1], np.int16), None),
+        (np.array([False, True]), None),
+        (np.array([0.0, 1.0], np.float32), None),
+        (np.zeros(4, np.uint8), None),  # empty is allowed unless asked otherwise
+        (np.array([0, 1, 2], np.uint8), f"values 0, 1, 2: {RULE}"),
+        (np.array([-1, 0, 1], np.int16), f"values -1, 0, 1: {RULE}"),
+        (np.array([0, 255], np.uint8), f"values 0, 255: {RULE}"),
+        (np.array([0.0, 1.0, 2.0]), f"values 0, 1, 2: {RULE}"),
+        (np.array([0.0, 0.25, 1.0]), "non-integer values (e.g. 0.25): expected a binary 0/1 mask"),
+        (np.array([0.0, np.nan]), "non-integer values (e.g. nan)"),
+        (np.zeros(3, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")]), "is not a number"),
+        (np.zeros(3, np.complex64), "complex voxel type"),
+    ],
+)
+def test_label_value_problem(data, problem):
+    from mednet_pvs.data.checks import label_value_problem
+
+    got = label_value_problem(data)
+    assert got == problem if problem is None else problem in got
+
+
+def test_label_value_problem_empty():
+    from mednet_pvs.data.checks import label_value_problem
+
+    assert label_value_problem(np.zeros((2, 2), np.uint8), allow_empty=False) == "empty mask: no PVS voxel (all 0)"
+    assert label_value_problem(np.zeros((2, 2), np.uint8)) is None
+
+
+def test_check_data_and_evaluate_share_the_label_rule(tmp_path):
+    """check-data's problem for a label is exactly label_value_problem's sentence (0/1/2 and -1)."""
+    from mednet_pvs.data.checks import label_value_problem
+
+    m = write_cohort(tmp_path / "c", 3, shape=(16, 16, 16))
+    _, lab, _ = brain_volume((16, 16, 16), seed=1)
+    three = lab.copy()
+    three[0, 0, 0] = 2
+    save(three, m.parent / "labels/sub-01_pvs.nii.gz")
+    neg = lab.astype(np.int16)
+    neg[0, 0, 0] = -1
+    save(neg, m.parent / "labels/sub-02_pvs.nii.gz")
+    report = validate_cases(load_cases(m), skip_bad=True, workers=1)
+    assert report.bad == ["sub-01", "sub-02"]
+    assert [p.message for p in report.problems] == [label_value_problem(three), label_value_problem(neg)]
+    assert report.problems[1].message == f"values -1, 0, 1: {RULE}"
+
+
+# ------------------------------------------------- issue 18: one bad file never stops check-data
+
+
+def _small_cohort(root: Path, n: int = 4) -> Path:
+    return write_cohort(root, n, shape=(16, 16, 16))
+
+
+def _load_image_failing_on(name: str, action):
+    from mednet_pvs.data import checks
+
+    real = checks.load_image
+
+    def load_image(path, **kw):
+        if name in str(path):
+            action()
+        return real(path, **kw)
+
+    return load_image
+
+
+def _raise_type_error():
+    raise TypeError("Cannot cast array data\nfrom dtype([('R', 'u1')])")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unexpected_error_is_a_problem_of_its_case(tmp_path, monkeypatch, workers):
+    from mednet_pvs.data import checks
+
+    m = _small_cohort(tmp_path / "c")
+    monkeypatch.setattr(checks, "load_image", _load_image_failing_on("sub-02_T2w", _raise_type_error))
+    report = validate_cases(load_cases(m), skip_bad=True, workers=workers)
+    assert report.bad == ["sub-02"]
+    (p,) = report.problems
+    assert p.role == "image" and p.path.endswith("sub-02_T2w.nii.gz")
+    assert p.message == "TypeError: Cannot cast array data from dtype([('R', 'u1')])"
+    assert report.stats["sub-03"].pvs_voxels > 0  # the cases after it were checked
+
+
+def test_unexpected_header_error_is_a_problem_of_its_case(tmp_path, monkeypatch):
+    from mednet_pvs.data import checks
+
+    m = _small_cohort(tmp_path / "c", 3)
+    real = checks.read_header
+
+    def read_header(path, **kw):
+        if "sub-01_pvs" in str(path):
+            raise RuntimeError("odd header")
+        return real(path, **kw)
+
+    monkeypatch.setattr(checks, "read_header", read_header)
+    report = validate_cases(load_cases(m), skip_bad=True, workers=1)
+    assert report.bad == ["sub-01"] and report.problems[0].message == "RuntimeError: odd header"
+
+
+@pytest.mark.skipif(
+    __import__("multiprocessing").get_start_method(allow_none=False) != "fork",
+    reason="the patched reader reaches the workers only when they are forked",
+)
+def test_a_worker_that_dies_costs_only_its_case(tmp_path, monkeypatch):
+    """A file that kills the process checking it (out of memory, a crash in a reader) is reported
+    for its case; the cases that shared the broken pool are checked again and come out fine."""
+    import os
+
+    from mednet_pvs.data import checks
+
+    m = _small_cohort(tmp_path / "c")
+    monkeypatch.setattr(checks, "load_image", _load_image_failing_on("sub-01_T2w", lambda: os._exit(3)))
+    report = validate_cases(load_cases(m), skip_bad=True, workers=2)
+    assert report.bad == ["sub-01"]
+    (p,) = report.problems
+    assert p.role == "case" and "voxel checks failed: the process checking it died" in p.message
+    assert all(report.stats[k].pvs_voxels for k in ("sub-00", "sub-02", "sub-03"))
+
+
+@pytest.mark.parametrize("where", ["folder", "unwritable"])
+def test_check_data_json_place_checked_before_any_case(tmp_path, capsys, monkeypatch, where):
+    from mednet_pvs.data import cases
+
+    m = _small_cohort(tmp_path / "c", 2)
+    if where == "folder":
+        target, shown, problem = tmp_path, tmp_path, "is a folder"
+    else:
+        if not Path("/sys").is_dir():
+            pytest.skip("needs /sys (Linux)")
+        target, shown, problem = Path("/sys/report.json"), "/sys", "output folder is not writable"  # even for root
+    read = []
+    real = cases.load_cases
+    monkeypatch.setattr(cases, "load_cases", lambda *a, **k: read.append(a) or real(*a, **k))
+    assert main(["check-data", str(m), "-j", "1", "--json", str(target)]) == 1
+    captured = capsys.readouterr()
+    assert f"{shown}: {problem}" in captured.err and "Traceback" not in captured.err
+    assert read == [] and captured.out == ""  # no case read, no table
+    assert not list(tmp_path.rglob("*.json"))
