@@ -14,9 +14,12 @@ cohort manifest (``.csv``/``.tsv``) or BIDS-like folder as read by
 :func:`mednet_pvs.data.cases.load_cases`: its ``label`` column is the reference, its case key
 the id, and an extra ``regions`` (or ``aseg``) column the region map.
 
-A case that cannot be evaluated (no prediction, no reference, unreadable file, grids that differ)
-becomes a row with ``status`` other than ``"ok"`` and an ``error`` message, never a crash
-(``strict=True`` raises instead). Metrics are those of :mod:`mednet_pvs.analysis.metrics`.
+A case that cannot be evaluated (no prediction, no reference, unreadable file, grids that differ,
+a mask that is not binary 0/1) becomes a row with ``status`` other than ``"ok"`` and an ``error``
+message naming the file and the problem, never a crash, and the other cases are still scored
+(``strict=True`` raises instead). Masks follow the same value rule as ``mednet-pvs check-data``
+(:func:`mednet_pvs.data.checks.label_value_problem`): values 0/1/2, 255 or -1 are an error, never
+silently binarised. Metrics are those of :mod:`mednet_pvs.analysis.metrics`.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import pandas as pd
 
 from mednet_pvs.analysis._tables import write_csv, write_strict_json
 from mednet_pvs.data.cases import REGION_COLUMNS
+from mednet_pvs.data.checks import label_value_problem
 from mednet_pvs.analysis.clusters import binary_mask
 from mednet_pvs.analysis.metrics import (
     EVAL_GROUPS,
@@ -138,6 +142,29 @@ def _grid_text(scan: Any) -> str:
     return f"shape {scan.shape}, spacing {' x '.join(f'{s:.4g}' for s in scan.spacing)} mm"
 
 
+def _one_line(e: BaseException) -> str:
+    """An unexpected exception as one line: its type and message."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
+def _read(src: PathType, what: str, read: Any) -> Any:
+    """``read(src)``, any failure that is not already a :class:`MednetError` becoming an
+    :class:`InputError` that names the file (``"<file>: <type>: <message>"``)."""
+    try:
+        return read(src)
+    except MednetError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- an odd file (colour, complex, broken header) is its case's problem
+        raise InputError(src if isinstance(src, (str, PathLike)) else f"<{what}>", _one_line(e)) from e
+
+
+def _read_mask(src: PathType, what: str) -> Any:
+    scan = _read(src, what, lambda s: load_image(s, kind="label", max_anisotropy=None))
+    if problem := label_value_problem(scan.data):
+        raise InputError(scan.name, f"{what} is not a binary mask: {problem}")
+    return scan
+
+
 def evaluate_case(pred: PathType, ref: PathType, regions: PathType | None = None, **options: Any) -> dict[str, float]:
     """Metrics of one predicted mask against its reference (files or anything ``load_image`` reads).
 
@@ -149,12 +176,13 @@ def evaluate_case(pred: PathType, ref: PathType, regions: PathType | None = None
             :func:`~mednet_pvs.analysis.metrics.case_metrics`.
 
     Raises:
-        InputError: unreadable file, a probability map given as a mask, or prediction and
-            reference on different grids (the message names both files with their shapes and
-            spacings).
+        InputError: unreadable file; a mask whose values are not exactly 0/1 (a probability map,
+            labels 0/1/2, -1...: :func:`~mednet_pvs.data.checks.label_value_problem`, the rule of
+            ``check-data``); or prediction and reference on different grids (the message names
+            both files with their shapes and spacings). The message always names the file.
     """
-    p = load_image(pred, kind="label", max_anisotropy=None)
-    r = load_image(ref, kind="label", max_anisotropy=None)
+    p = _read_mask(pred, "prediction")
+    r = _read_mask(ref, "reference")
     if p.shape != r.shape or not np.allclose(p.affine, r.affine, atol=1e-3):
         what = "shapes differ" if p.shape != r.shape else "affines differ (same shape, different position/orientation)"
         raise InputError(
@@ -164,7 +192,7 @@ def evaluate_case(pred: PathType, ref: PathType, regions: PathType | None = None
         )
     reg, reg_aff = (None, None)
     if regions is not None:
-        reg, reg_aff, _ = load_regions(regions)
+        reg, reg_aff, _ = _read(regions, "region map", load_regions)
     return case_metrics(
         binary_mask(p.data, p.name),
         binary_mask(r.data, r.name),
@@ -227,10 +255,14 @@ def evaluate(
                     small_max_voxels=small_max_voxels,
                 )
             )
-        except (MednetError, ValueError) as e:
+        except MednetError as e:
             if strict:
                 raise
             row["status"], row["error"] = "error", str(e)
+        except Exception as e:  # noqa: BLE001 -- one bad case never costs the others their results
+            if strict:
+                raise
+            row["status"], row["error"] = "error", f"{p}: {_one_line(e)}"
         rows.append(row)
     per_case = pd.DataFrame(rows, columns=None)
     if per_case.empty:

@@ -26,10 +26,13 @@ def register(app: typer.Typer) -> None:
         (Pearson r, ICC(3,1)); per region (white matter, basal ganglia) with --regions. Exits 1 when
         any case could not be evaluated."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         from mednet_pvs.analysis.evaluate import evaluate, write_evaluation
+        from mednet_pvs.io import check_output_dir
 
+        check_output_dir(out)  # a bad output place fails now, not after every case is scored
         per_case, summary = evaluate(pred, ref, regions=regions, min_size_mm3=min_size_mm3, tolerance_mm=tolerance_mm)
         paths = write_evaluation(per_case, summary, out)
         console = Console()
@@ -52,8 +55,8 @@ def register(app: typer.Typer) -> None:
                 agree.add_row(name, _fmt(a["pearson_r"]), _fmt(a["icc31"]), str(a["n"]))
             console.print(agree)
         for f in summary["failed"]:
-            console.print(f"[red]{f['case_id']}[/red]: {f['status']}: {f['error']}", highlight=False)
-        console.print(f"wrote {paths['per_case']}, {paths['summary_csv']}, {paths['summary_json']}", highlight=False)
+            console.print(f"[red]{escape(f['case_id'])}[/red]: {f['status']}: {escape(f['error'])}", highlight=False, soft_wrap=True)
+        console.print(f"wrote {paths['per_case']}, {paths['summary_csv']}, {paths['summary_json']}", highlight=False, soft_wrap=True)
         if summary["n_failed"]:
             raise typer.Exit(code=1)
 
