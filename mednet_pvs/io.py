@@ -181,20 +181,74 @@ def _check_geometry(name: str, shape: tuple[int, ...], affine: np.ndarray, max_a
         raise InputError(
             name,
             f"extreme anisotropy: spacing {sp} mm (ratio {max(spacing) / min(spacing):.1f} > {max_anisotropy:g}); "
-            "PVS cannot be resolved between such thick slices (override with max_anisotropy=...)",
+            "PVS cannot be resolved between such thick slices (override: --max-anisotropy on the command line, max_anisotropy= in Python)",
         )
     return shape  # type: ignore[return-value]
+
+
+#: deflate cannot compress better than about 1032:1, so a ``.gz`` file of n bytes holds at most
+#: this many times n bytes (with room for the header).
+_MAX_GZIP_RATIO = 1100
+
+
+def _check_voxel_type(name: str, img: nib.spatialimages.SpatialImage) -> None:
+    """Refuse voxel types that are not one real value per voxel (RGB, complex), from the header."""
+    dtype = np.dtype(img.get_data_dtype())
+    if dtype.fields is not None:
+        raise InputError(name, f"colour (RGB/RGBA) image with fields {', '.join(dtype.names)}; a grayscale MR volume is needed")
+    if dtype.kind == "c":
+        raise InputError(name, f"complex-valued image ({dtype}); give the magnitude image")
+    if dtype.kind not in "biuf":
+        raise InputError(name, f"voxel type {dtype} is not numeric")
+
+
+def _check_payload(path: Path, img: nib.spatialimages.SpatialImage, shape: tuple[int, int, int]) -> None:
+    """Refuse a header that claims more voxel bytes than the file can hold, before reading any.
+
+    A 4 KB file claiming 1000^3 float32 voxels would otherwise allocate 4 GB before failing.
+    """
+    n_bytes = int(np.prod(shape, dtype=np.float64) * np.dtype(img.get_data_dtype()).itemsize)
+    offset = int(getattr(img.dataobj, "offset", 0) or 0)
+    size = path.stat().st_size
+    gz = path.name.lower().endswith((".gz", ".mgz"))
+    if path.name.lower().endswith((".hdr", ".img")):
+        data_file = path.with_suffix(".img")
+        size, offset = (data_file.stat().st_size if data_file.exists() else 0), 0
+    limit = size * _MAX_GZIP_RATIO if gz else size - offset
+    if n_bytes > limit:
+        claim = " x ".join(map(str, shape))
+        raise InputError(
+            path, f"header claims {claim} voxels of {img.get_data_dtype()} ({n_bytes / 1e6:.4g} MB) but the file "
+            f"holds {size} bytes{' (compressed)' if gz else ''}: truncated, or a corrupt header"
+        )
+
+
+def _check_voxel_size(path: Path, img: nib.spatialimages.SpatialImage) -> None:
+    """Refuse a NIfTI with no qform/sform whose pixdim is 0: nibabel would guess a 1 mm grid."""
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        return
+    hdr = img.header
+    if int(hdr["qform_code"]) > 0 or int(hdr["sform_code"]) > 0:
+        return
+    with nib.openers.ImageOpener(str(path)) as f:  # the header as stored: nibabel's load fixes pixdim
+        raw = type(hdr).from_fileobj(f, check=False)
+    pixdim = [float(v) for v in raw["pixdim"][1:4]]
+    if any(not np.isfinite(v) or v == 0 for v in pixdim):
+        raise InputError(path, f"no qform/sform and voxel size (pixdim) {pixdim}: the grid is unknown; "
+                               "fix the header (e.g. with fslorient or nibabel)")
 
 
 def read_header(src: PathType | nib.spatialimages.SpatialImage, *, max_anisotropy: float | None = MAX_ANISOTROPY) -> ImageInfo:
     """Check an image's header (no voxels read) and describe its grid.
 
     Raises:
-        InputError: file missing/empty/unreadable, not 3D, singular affine, extreme anisotropy.
+        InputError: file missing/empty/unreadable, not 3D, not one real value per voxel (RGB,
+            complex), fewer bytes than the header claims, unknown voxel size, singular affine,
+            extreme anisotropy.
     """
     name = _name(src)
     img = _open(src) if isinstance(src, (str, PathLike)) else src
-    shape = _check_geometry(name, img.shape, img.affine, max_anisotropy)
+    shape = _check_header(name, src, img, max_anisotropy)
     return ImageInfo(
         path=None if not isinstance(src, (str, PathLike)) else str(src),
         shape=shape,
@@ -203,6 +257,16 @@ def read_header(src: PathType | nib.spatialimages.SpatialImage, *, max_anisotrop
         orientation=tuple(nib.aff2axcodes(img.affine)),  # type: ignore[arg-type]
         dtype=np.dtype(img.get_data_dtype()),
     )
+
+
+def _check_header(name: str, src: Any, img: nib.spatialimages.SpatialImage, max_anisotropy: float | None) -> tuple[int, int, int]:
+    """Every check that needs only the header; returns the 3D shape."""
+    _check_voxel_type(name, img)
+    shape = _check_geometry(name, img.shape, img.affine, max_anisotropy)
+    if isinstance(src, (str, PathLike)):
+        _check_payload(Path(src), img, shape)
+        _check_voxel_size(Path(src), img)
+    return shape
 
 
 def _nifti_header(img: nib.spatialimages.SpatialImage, shape: tuple[int, int, int]) -> nib.Nifti1Header:
@@ -248,7 +312,7 @@ def load_image(
     img = _open(src) if isinstance(src, (str, PathLike)) else src
     if not isinstance(img, nib.spatialimages.SpatialImage):
         raise InputError(name, f"not an image ({type(img).__name__})")
-    shape = _check_geometry(name, img.shape, img.affine, max_anisotropy)
+    shape = _check_header(name, src, img, max_anisotropy)
     try:
         raw = np.asanyarray(img.dataobj)
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:

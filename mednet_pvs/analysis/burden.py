@@ -245,9 +245,9 @@ def pvs_burden(
             "shape": list(m.shape),
             "spacing_mm": list(spacing_of(aff)),
             "voxel_volume_mm3": voxel_volume(aff),
-            "mask": scan.name if scan is not None else "<array>",
             "regions": region_name,
             "region_rule": "majority label of the cluster's voxels (ties: smaller label)" if regions is not None else None,
+            **({"mask": scan.name} if scan is not None else {}),  # the file; an in-memory mask has none
         },
         mean_probability=mean_probability,
         source=scan,

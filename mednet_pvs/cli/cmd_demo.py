@@ -22,7 +22,9 @@ def register(app: typer.Typer) -> None:
         from mednet_pvs.cli.cmd_synth import canonical_choice
         from mednet_pvs.synth.phantom_config import ANATOMIES, CONTRASTS
         from mednet_pvs.demo import run_demo
+        from mednet_pvs.io import check_output_dir
 
+        check_output_dir(out)
         result = run_demo(out, seed, anatomy=canonical_choice(anatomy, ANATOMIES), contrast=canonical_choice(contrast, CONTRASTS),
                           model=None if model.lower() == "none" else model, device=device)
         for line in result.summary_lines():

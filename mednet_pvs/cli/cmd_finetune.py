@@ -33,8 +33,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fine-tune a model folder on a cohort (its preprocessing reused, lower lr) and write a new model folder."""
         from mednet_pvs.cli.cmd_synth import parse_shape
+        from mednet_pvs.io import check_output_dir
         from mednet_pvs.training.finetuning import finetune
 
+        check_output_dir(out)
         trainer_kwargs: dict = {"accelerator": accelerator, "devices": int(devices) if devices.isdigit() else devices}
         if precision:
             trainer_kwargs["precision"] = precision

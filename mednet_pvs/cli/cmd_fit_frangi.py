@@ -15,7 +15,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Choose the Frangi threshold that maximises mean Dice on the cohort; save a model folder."""
         from mednet_pvs.inference.frangi_model import fit_frangi
+        from mednet_pvs.io import check_output_dir
 
+        check_output_dir(out)
         model, fit = fit_frangi(data, contrast)
         model.save_pretrained(out)
         typer.echo(f"threshold {model.config.threshold:.4g}: mean training Dice {fit.best_dice:.3f} over {len(fit.dice)} case(s); wrote {out}")

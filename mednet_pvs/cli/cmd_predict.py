@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
         brainmask: Optional[Path] = typer.Option(None, help="Brain mask for a single input scan."),
         preview: bool = typer.Option(False, "--preview", help="Also write a PNG overview per case."),
         shard: Optional[str] = typer.Option(None, help="K/N: process only this share of the inputs (e.g. SLURM array task K of N)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases whose outputs already exist."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases whose outputs already exist (also those made by another model or settings)."),
+        max_anisotropy: float = typer.Option(8.0, "--max-anisotropy", min=1.0, help="Largest coarsest/finest voxel size ratio accepted."),
     ) -> None:
         """Segment PVS, write masks, stats and a summary; cases already done are skipped."""
         from rich.console import Console
@@ -30,8 +31,11 @@ def register(app: typer.Typer) -> None:
         from mednet_pvs.inference.batch import collect_inputs, parse_shard, predict_batch, select_shard
         from mednet_pvs.zoo import load_pretrained
 
+        from mednet_pvs.io import check_output_dir
+
         console = Console(stderr=True, soft_wrap=True)
         shard_kn = parse_shard(shard)
+        check_output_dir(outdir)
         cases = collect_inputs(inputs, regions=regions, brainmask=brainmask)
         todo = select_shard(cases, shard_kn)
         net = load_pretrained(model, device=device)
@@ -46,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
             report = predict_batch(
                 cases, outdir, net, tta=tta, step=step, save_probs=save_probs, preview=preview,
-                overwrite=overwrite, shard=shard_kn, on_case=on_case,
+                overwrite=overwrite, shard=shard_kn, on_case=on_case, max_anisotropy=max_anisotropy,
             )
         console.print(
             f"{len(report.done)} done, {len(report.skipped)} skipped (already done), {len(report.failed)} failed"

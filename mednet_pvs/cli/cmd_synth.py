@@ -49,8 +49,11 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        from mednet_pvs.io import check_output_dir
         from mednet_pvs.synth import PhantomConfig, make_cohort
         from mednet_pvs.synth.phantom_config import ANATOMIES, CONTRASTS
+
+        check_output_dir(outdir)
 
         cfg = PhantomConfig(
             anatomy=canonical_choice(anatomy, ANATOMIES), shape=parse_shape(shape), spacing=spacing,

@@ -56,7 +56,10 @@ def register(app: typer.Typer) -> None:
         from mednet_pvs.zoo.import_nnunet_v1 import ZooImportWarning, import_nnunet_v1
         from mednet_pvs.zoo.pretrained import save_pretrained
 
+        from mednet_pvs.io import check_output_dir
+
         console = Console(stderr=True, soft_wrap=True)
+        check_output_dir(out)
         if (out / "config.json").exists() and not overwrite:
             raise ConfigError(f"{out} already holds a model (config.json); pass --overwrite to replace it")
         chosen = [f.strip() for f in folds.split(",") if f.strip()] if folds else None

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mednet_pvs.errors import InputError
-from mednet_pvs.io import PathType
+from mednet_pvs.io import PathType, safe_case_id
 
 #: Columns a manifest must have (``label`` only when labels are required).
 REQUIRED_COLUMNS = ("subject", "image", "label")
@@ -80,8 +80,9 @@ class Case:
 
     @property
     def key(self) -> str:
-        """Unique name of the case: ``subject`` or ``subject_session``."""
-        return self.subject if not self.session else f"{self.subject}_{self.session}"
+        """Unique name of the case, safe as a file name: ``subject`` or ``subject_session``
+        (:func:`~mednet_pvs.io.safe_case_id`: ``site1/sub-01`` -> ``site1_sub-01``)."""
+        return safe_case_id(self.subject if not self.session else f"{self.subject}_{self.session}")
 
     @property
     def files(self) -> list[tuple[str, Path]]:
@@ -138,6 +139,17 @@ def _split_name(value: str | None) -> str | None:
     return _SPLIT_ALIASES.get(v, v)
 
 
+def _id_errors(*parts: str) -> list[InputError]:
+    """Why a manifest's subject/session cannot name output files (empty list: it can)."""
+    errors = []
+    for part in (p for p in parts if p):
+        try:
+            safe_case_id(part)
+        except InputError as e:
+            errors.append(e)
+    return errors
+
+
 def _resolve(base: Path, value: str) -> Path:
     p = Path(value.strip()).expanduser()
     return p if p.is_absolute() else base / p
@@ -146,6 +158,9 @@ def _resolve(base: Path, value: str) -> Path:
 def read_manifest(path: PathType, *, require_label: bool = True) -> list[Case]:
     """Read a manifest (see the module docstring for the format)."""
     path = Path(path)
+    if path.suffix.lower() not in (".csv", ".tsv", ".txt"):
+        raise InputError(path, "is not a manifest (.csv, .tsv or .txt) nor a NIfTI scan (.nii, .nii.gz, .mgz); "
+                               "convert other formats (NRRD, DICOM...) to NIfTI first")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
@@ -179,6 +194,10 @@ def read_manifest(path: PathType, *, require_label: bool = True) -> list[Case]:
         subject = get("subject")
         if not subject:
             problems.append(f"row {i}: empty subject")
+            continue
+        unsafe = [e.problem for e in _id_errors(subject, get("session"))]
+        if unsafe:
+            problems.append(f"row {i}: {unsafe[0]}")
             continue
         images = [p for p in (s.strip() for s in get("image").split(";")) if p]
         if not images:

@@ -23,7 +23,7 @@ from typing import Any
 from mednet_pvs.data.cases import REGION_COLUMNS
 from mednet_pvs.errors import ConfigError, InputError, MednetError
 from mednet_pvs.inference.outputs import CaseOutputs
-from mednet_pvs.io import PathType
+from mednet_pvs.io import MAX_ANISOTROPY, PathType, load_image, safe_case_id
 
 NIFTI = re.compile(r"\.(nii|nii\.gz|mgz)$", re.IGNORECASE)
 
@@ -54,7 +54,11 @@ class BatchReport:
 
 
 def _stem(path: Path) -> str:
-    return NIFTI.sub("", path.name)
+    """The case id of a scan file: its name without the NIfTI suffix, as a safe file name."""
+    try:
+        return safe_case_id(NIFTI.sub("", path.name))
+    except InputError as e:
+        raise InputError(path, e.problem) from None
 
 
 def collect_inputs(source: PathType, *, regions: PathType | None = None, brainmask: PathType | None = None) -> list[CaseInput]:
@@ -142,6 +146,49 @@ def case_outputs(outdir: PathType, case_id: str) -> CaseOutputs:
     return CaseOutputs(Path(outdir) / case_id, case_id)
 
 
+def input_provenance(case: CaseInput) -> dict[str, dict[str, str]]:
+    """``{role: {"path", "sha256"}}`` of a case's input files (image, brain mask, region map)."""
+    from mednet_pvs.inference.bundle import sha256_of
+
+    files = {"image": case.image, "brainmask": case.brainmask, "regions": case.regions}
+    return {role: {"path": str(p), "sha256": sha256_of(p)} for role, p in files.items() if p is not None}
+
+
+def run_provenance(model: Any, *, tta: bool | None = None, step: float | None = None) -> dict[str, Any]:
+    """What decides a batch's results: the model's :meth:`provenance` (identity and settings) and
+    the package version. A model without ``provenance`` is recorded by its name only."""
+    from mednet_pvs.version import __version__
+
+    describe = getattr(model, "provenance", None)
+    record = describe(tta=tta, step=step) if describe is not None else {"model": {"name": getattr(model, "name", type(model).__name__)}}
+    return {**record, "version": __version__}
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        return {k: v for key, sub in d.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: d}
+
+
+def provenance_difference(before: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
+    """What differs between the provenance stored with a result and this run's (``None``: nothing).
+
+    Input paths are not compared (a moved file is the same input); their sha256 are.
+    """
+    if not before:
+        return "it has no provenance record (written by another version or tool)"
+    old, new = _flat(before), _flat(now)
+    keys = [k for k in sorted(set(old) | set(new)) if not (k.startswith("inputs.") and k.endswith(".path")) and old.get(k) != new.get(k)]
+    if not keys:
+        return None
+
+    def show(v: Any) -> str:
+        return "none" if v is None else (f"{v[:12]}..." if isinstance(v, str) and len(v) == 64 else str(v))
+
+    parts = [f"{k} {show(old.get(k))} -> {show(new.get(k))}" for k in keys[:4]]
+    return "made differently: " + "; ".join(parts) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+
+
 def predict_batch(
     cases: Sequence[CaseInput],
     outdir: PathType,
@@ -154,6 +201,7 @@ def predict_batch(
     overwrite: bool = False,
     shard: tuple[int, int] | None = None,
     on_case: Callable[[str, str, str], None] | None = None,
+    max_anisotropy: float | None = MAX_ANISOTROPY,
 ) -> BatchReport:
     """Segment every case, write its outputs, and a summary CSV of all cases of this shard.
 
@@ -168,45 +216,88 @@ def predict_batch(
         shard: ``(k, n)``: only this process's share of the cases.
         on_case: called as ``on_case(case_id, status, message)`` with status ``done``,
             ``skipped`` or ``failed`` (progress display).
+        max_anisotropy: largest coarsest/finest voxel size ratio accepted (``None``: any).
 
     Returns:
         :class:`BatchReport`.
     """
+    import datetime
     import time
 
     from mednet_pvs.analysis.burden import pvs_burden, summary_row, write_summary
+    from mednet_pvs.io import check_output_dir, write_json
 
-    out = Path(outdir)
+    out = check_output_dir(outdir)
     report = BatchReport()
-    rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    for case in select_shard(cases, shard):
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    run = run_provenance(model, tta=tta, step=step)
+    todo, skip = _plan(select_shard(cases, shard), out, run, overwrite=overwrite, save_probs=save_probs, preview=preview)
+    rows: dict[str, dict[str, Any]] = {cid: summary_row(stats, cid) for cid, stats in skip.items()}
+    for cid in skip:
+        report.skipped.append(cid)
+        if on_case:
+            on_case(cid, "skipped", "already done with this model and settings")
+    for case in todo:
         outputs = case_outputs(out, case.case_id)
-        if outputs.done() and not overwrite:
-            rows.append(summary_row(outputs.read_stats(), case.case_id))
-            report.skipped.append(case.case_id)
-            if on_case:
-                on_case(case.case_id, "skipped", "already done")
-            continue
         try:
-            pred = model.predict(case.image, brainmask=case.brainmask, tta=tta, step=step)
+            scan = load_image(case.image, max_anisotropy=max_anisotropy)
+            pred = model.predict(scan, brainmask=case.brainmask, tta=tta, step=step)
             burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=case.regions)
             outputs.write(pred.scan, pred.mask, probabilities=pred.probabilities, save_probabilities=save_probs, burden=burden,
-                          preview=preview, title=f"{case.case_id}: {burden.count} PVS")
+                          preview=preview, title=f"{case.case_id}: {burden.count} PVS",
+                          provenance={**run, "inputs": input_provenance(case)})
         except MednetError as e:
             report.failed[case.case_id] = str(e)
         except Exception as e:  # one bad case must not stop a batch of hundreds
             report.failed[case.case_id] = f"{case.image}: {type(e).__name__}: {e}"
         else:
-            rows.append(burden.summary_row(case.case_id))
+            rows[case.case_id] = burden.summary_row(case.case_id)
             report.done.append(case.case_id)
             if on_case:
                 on_case(case.case_id, "done", f"{burden.count} PVS, {burden.volume_mm3:.1f} mm^3")
             continue
+        rows[case.case_id] = {"case_id": case.case_id, "status": "failed", "error": report.failed[case.case_id]}
         if on_case:
             on_case(case.case_id, "failed", report.failed[case.case_id])
+    tag = "" if shard is None else f"_shard-{shard[0]}-of-{shard[1]}"
     if rows:
-        name = "summary.csv" if shard is None else f"summary_shard-{shard[0]}-of-{shard[1]}.csv"
-        report.summary = write_summary(rows, out / name)
+        ordered = [{"case_id": cid, "status": "ok", **r} if "status" not in r else r for cid, r in sorted(rows.items())]
+        report.summary = write_summary(ordered, out / f"summary{tag}.csv")
     report.seconds["total"] = time.perf_counter() - t0
+    write_json({"provenance": run, "started": started, "seconds": round(report.seconds["total"], 3), "shard": list(shard) if shard else None,
+                "outputs": {"probabilities": save_probs, "preview": preview}, "done": report.done, "skipped": report.skipped,
+                "failed": report.failed}, out / f"run{tag}.json")
     return report
+
+
+def _plan(cases: Sequence[CaseInput], out: Path, run: dict[str, Any], *, overwrite: bool, save_probs: bool,
+          preview: bool) -> tuple[list[CaseInput], dict[str, dict[str, Any]]]:
+    """Split cases into those to compute and those already done by this model with these settings
+    (``{case id: stats}``). A result made differently refuses the whole run before any work."""
+    wanted = [k for k, on in (("probabilities", save_probs), ("preview", preview)) if on]
+    todo: list[CaseInput] = []
+    skip: dict[str, dict[str, Any]] = {}
+    clashes: list[tuple[Path, str]] = []
+    for case in cases:
+        outputs = case_outputs(out, case.case_id)
+        if overwrite or not outputs.done():
+            todo.append(case)
+            continue
+        try:
+            stats = outputs.read_stats()
+        except ValueError:  # unreadable stats: not a result, compute again
+            todo.append(case)
+            continue
+        diff = provenance_difference(stats.get("provenance"), {**run, "inputs": input_provenance(case)})
+        if diff:
+            clashes.append((outputs.path("stats"), diff))
+        elif outputs.done(*wanted):
+            skip[case.case_id] = stats
+        else:  # same result, but an output asked for now was not written then
+            todo.append(case)
+    if clashes:
+        path, diff = clashes[0]
+        more = f" ({len(clashes)} cases differ)" if len(clashes) > 1 else ""
+        raise InputError(path, f"an earlier result {diff}{more}; use --overwrite (overwrite=True) to replace, or another output folder")
+    return todo, skip

@@ -12,6 +12,7 @@ heads), thresholded at the config's ``threshold`` (fit it on training data with
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,6 +65,21 @@ class FrangiModel:
         info = {"model": self.name, "seconds": {"total": time.perf_counter() - t0}}
         return Prediction(probabilities=response.astype(np.float32), mask=mask.astype(np.uint8), scan=scan, info=info)
 
+    def to(self, device: Any) -> FrangiModel:
+        """Frangi runs on the CPU (scikit-image): another device is checked, then a warning says it
+        is not used (``None`` and ``"cpu"`` say nothing)."""
+        if device is not None:
+            from mednet_pvs.inference.devices import resolve_device
+
+            if resolve_device(device).type != "cpu":
+                warnings.warn(f"{self.name} runs on the CPU (scikit-image): device {str(device)!r} is not used", stacklevel=2)
+        return self
+
+    def provenance(self, *, tta: bool | None = None, step: float | None = None) -> dict[str, Any]:
+        """The filter settings (``tta`` and ``step`` do not apply): what decides its predictions."""
+        return {"model": {"name": self.name, "kind": "frangi", "config": self.config.to_dict()},
+                "settings": {"threshold": self.config.threshold, "device": "cpu"}}
+
     def bundle_config(self) -> BundleConfig:
         """This model's ``config.json``: kind ``frangi``, no weights."""
         return BundleConfig(name=self.name, kind="frangi", frangi=self.config, meta=self.meta)
@@ -80,7 +96,7 @@ class FrangiModel:
 def _load_frangi_bundle(folder: Path, config: BundleConfig, device: object) -> FrangiModel:
     """The Frangi baseline from its settings (``device`` does not apply: it runs on the CPU)."""
     config.require("frangi")
-    return FrangiModel(config.frangi, name=config.name, meta=config.meta)
+    return FrangiModel(config.frangi, name=config.name, meta=config.meta).to(device)
 
 
 def fit_frangi(source: PathType, contrast: str = "T2w", **config: Any) -> tuple[FrangiModel, Any]:

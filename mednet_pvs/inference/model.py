@@ -12,6 +12,7 @@ The returned arrays line up voxel for voxel with the input, whatever its orienta
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from mednet_pvs.data.preprocessing import (
     to_input_grid,
 )
 from mednet_pvs.errors import ConfigError, InputError
+from mednet_pvs.inference.devices import resolve_device
 from mednet_pvs.inference.bundle import WEIGHTS, BundleConfig, load_bundle, member_names, read_weights, register_kind, write_bundle
 from mednet_pvs.inference.prediction import Prediction, load_grid_mask
 from mednet_pvs.inference.settings import InferenceConfig
@@ -41,6 +43,16 @@ from mednet_pvs.nets import NetworkSpec
 
 def _as_list(networks: nn.Module | Sequence[nn.Module]) -> list[nn.Module]:
     return [networks] if isinstance(networks, nn.Module) else list(networks)
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over named tensors: sorted names, dtype, shape and bytes (e.g. a model's weights)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 class PVSModel:
@@ -77,7 +89,7 @@ class PVSModel:
         self.name = name
         self.meta = dict(meta or {})
         self._check_patch()
-        self.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.to(device)
 
     def _check_patch(self) -> None:
         from mednet_pvs.nets import required_divisor
@@ -98,8 +110,10 @@ class PVSModel:
     def device(self) -> torch.device:
         return self._device
 
-    def to(self, device: str | torch.device) -> PVSModel:
-        self._device = torch.device(device)
+    def to(self, device: str | torch.device | None) -> PVSModel:
+        """Move the networks to ``device`` (``None``: CUDA when available); one that this machine
+        lacks is a :class:`ConfigError` naming those it has."""
+        self._device = resolve_device(device)
         for net in self.networks:
             net.to(self._device).eval()
         return self
@@ -136,12 +150,7 @@ class PVSModel:
         pre = build_preprocessing(self.preprocessing)(subject)
         t_pre = time.perf_counter()
 
-        overrides: dict[str, Any] = {}
-        if tta is False:
-            overrides["mirror_axes"] = ()
-        if step is not None:
-            overrides["step"] = step
-        window = self.inference.window.replace(**overrides)
+        window = self._window(tta, step)
         roi = pre[BRAINMASK].data[0] > 0 if BRAINMASK in pre else foreground_mask(pre, self.preprocessing)
         probs = sliding_window_predict(
             self.networks, pre[IMAGE].data, window, mask=roi, device=self.device, progress=progress
@@ -167,6 +176,38 @@ class PVSModel:
             "seconds": {"preprocess": t_pre - t0, "network": t_net - t_pre, "total": time.perf_counter() - t0},
         }
         return Prediction(probabilities=fg_in, mask=mask.astype(np.uint8), scan=scan, info=info)
+
+    def _window(self, tta: bool | None, step: float | None) -> Any:
+        """The sliding window with ``predict``'s overrides applied."""
+        overrides: dict[str, Any] = {}
+        if tta is False:
+            overrides["mirror_axes"] = ()
+        if step is not None:
+            overrides["step"] = step
+        return self.inference.window.replace(**overrides)
+
+    def weights_sha256(self) -> str:
+        """sha256 of every member's weights as held in memory (names, dtypes, shapes and bytes):
+        the same weights give the same digest however they were loaded."""
+        tensors = {f"{i}.{k}": v for i, net in enumerate(self.networks) for k, v in net.state_dict().items()}
+        return tensor_digest(tensors)
+
+    def provenance(self, *, tta: bool | None = None, step: float | None = None) -> dict[str, Any]:
+        """What decides this model's predictions with these overrides: the model (name, weights
+        digest, preprocessing) and every setting that changes the result beyond float rounding
+        (threshold, minimum cluster size, tile size, step, Gaussian sigma, mirror axes, device,
+        precision). Batch prediction records it with each case and resumes only on a match."""
+        window = self._window(tta, step)
+        return {
+            "model": {"name": self.name, "kind": "network", "members": len(self.networks),
+                      "weights_sha256": self.weights_sha256(), "preprocessing": self.preprocessing.to_dict()},
+            "settings": {
+                "threshold": self.inference.threshold, "min_cluster_mm3": self.inference.min_cluster_mm3,
+                "patch_size": list(window.patch_size), "step": window.step, "sigma_scale": window.sigma_scale,
+                "mirror_axes": list(window.mirror_axes), "device": self.device.type,
+                "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
+            },
+        }
 
     # ---------------------------------------------------------------------------- bundles
     def bundle_config(self) -> BundleConfig:

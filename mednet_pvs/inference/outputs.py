@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from mednet_pvs.io import Scan, save_like
+from mednet_pvs.errors import InputError
+from mednet_pvs.io import Scan, safe_case_id, save_like
 
 #: key -> file name suffix (after ``<case>_``), in the order they are written.
 OUTPUT_FILES = {
@@ -57,6 +58,8 @@ class CaseOutputs:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "folder", Path(self.folder))
+        if safe_case_id(self.case_id) != self.case_id:  # refuses ids that escape the folder
+            raise InputError(None, f"case id {self.case_id!r} is not a safe file name; use {safe_case_id(self.case_id)!r}")
 
     def path(self, key: str) -> Path:
         """The file of output ``key`` (one of :data:`OUTPUT_FILES`)."""
@@ -69,9 +72,24 @@ class CaseOutputs:
         """Every output's path, by key."""
         return {k: self.path(k) for k in OUTPUT_FILES}
 
-    def done(self) -> bool:
-        """Whether a complete result is on disk (stats, and the clusters table written after it)."""
-        return self.path("clusters").is_file() and self.path("stats").is_file()
+    def done(self, *also: str) -> bool:
+        """Whether a complete result is on disk: stats, the clusters table written after it, and
+        the optional outputs named in ``also`` (e.g. ``"probabilities"``, ``"preview"``)."""
+        return all(self.path(k).is_file() for k in ("stats", "clusters", *also))
+
+    def partial_files(self) -> list[Path]:
+        """Temp files of this case's outputs left by an interrupted write (:func:`~mednet_pvs.io.atomic_path`)."""
+        if not self.folder.is_dir():
+            return []
+        names = {f".{self.path(k).name}." for k in OUTPUT_FILES}
+        return sorted(p for p in self.folder.iterdir() if ".tmp" in p.name and any(p.name.startswith(n) for n in names))
+
+    def remove_partial(self) -> list[Path]:
+        """Delete :meth:`partial_files` (called before writing); returns what was removed."""
+        gone = self.partial_files()
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return gone
 
     def read_stats(self) -> dict[str, Any]:
         """The case's ``stats.json`` content."""
@@ -88,6 +106,7 @@ class CaseOutputs:
         labels: bool = False,
         preview: bool = False,
         title: str | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> dict[str, Path]:
         """Write this case's outputs on ``scan``'s grid, atomically, in :data:`OUTPUT_FILES` order.
 
@@ -102,12 +121,15 @@ class CaseOutputs:
             labels: also write the burden's cluster ids (needs ``burden``).
             preview: also write a PNG of orthogonal slices with the mask (and probabilities).
             title: the preview's title.
+            provenance: what made this result (model, settings, inputs' sha256, version): stored
+                in the stats JSON as ``"provenance"`` (needs ``burden``).
 
         Returns:
             ``{key: path}`` of the files written.
         """
         from mednet_pvs.analysis._tables import write_csv, write_strict_json
 
+        self.remove_partial()
         written = {"mask": save_like(np.asarray(mask), scan, self.path("mask"), dtype=np.uint8)}
         if probabilities is not None and save_probabilities:
             written["probabilities"] = save_like(np.asarray(probabilities, np.float32), scan, self.path("probabilities"), dtype=np.float32)
@@ -121,6 +143,7 @@ class CaseOutputs:
             show(scan, mask, probs=probabilities, title=title, save=self.path("preview"))
             written["preview"] = self.path("preview")
         if burden is not None:
-            written["stats"] = write_strict_json(burden.to_dict(), self.path("stats"))
+            stats = burden.to_dict() if provenance is None else {**burden.to_dict(), "provenance": provenance}
+            written["stats"] = write_strict_json(stats, self.path("stats"))
             written["clusters"] = write_csv(burden.clusters, self.path("clusters"))
         return written

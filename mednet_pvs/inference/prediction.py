@@ -83,10 +83,15 @@ class Segmenter(Protocol):
         """Write the model as a bundle folder (``config.json``, weights if any, model card)."""
         ...
 
+    def provenance(self, *, tta: bool | None = None, step: float | None = None) -> dict[str, Any]:
+        """``{"model": {...}, "settings": {...}}``: what decides the predictions made with these
+        overrides (the model's identity and every setting that changes the result)."""
+        ...
+
 
 def load_grid_mask(brainmask: ImageSource, scan: Scan) -> np.ndarray:
     """A brain mask on ``scan``'s grid as bool (X, Y, Z); a different grid is an InputError."""
-    bm = load_image(brainmask, kind="label")
+    bm = load_image(brainmask, kind="label", max_anisotropy=None)  # its grid must be the scan's, checked below
     if bm.shape != scan.shape or not np.allclose(bm.affine, scan.affine, atol=1e-3):
         raise InputError(
             bm.name,

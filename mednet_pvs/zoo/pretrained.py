@@ -59,6 +59,10 @@ def load_pretrained(
         A :class:`~mednet_pvs.inference.PVSModel` (or a
         :class:`~mednet_pvs.inference.frangi_model.FrangiModel`).
     """
+    from mednet_pvs.inference.devices import resolve_device
+
+    if device is not None:
+        resolve_device(device)  # a device this machine lacks: one line, before anything is read
     text = str(model)
     path = Path(text).expanduser()
     if not text.startswith(SCHEME) and path.is_dir():
@@ -123,7 +127,7 @@ def _load_entry(entry: ZooEntry, **kw: Any) -> Any:
         model = FrangiModel.for_contrast(str(w.contrast))
         model.name = entry.name
         model.meta.update(entry.meta())
-        return model
+        return model.to(kw["device"])
     if w.kind == "bundled":
         folder = catalog.BUNDLED_DIR / str(w.folder)
         from mednet_pvs.inference.bundle import CONFIG

@@ -47,7 +47,10 @@ def test_folder_batch_resume_and_failure(tmp_path, cohort, capsys):
     assert "zzz_broken" in err and "truncated" in err and "Traceback" not in err
     assert "4 done, 0 skipped (already done), 1 failed" in err
     rows = _rows(out / "summary.csv")
-    assert len(rows) == 4 and all(int(r["count"]) >= 0 for r in rows)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 4 and all(int(r["count"]) >= 0 for r in ok)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [r["case_id"] for r in failed] == ["zzz_broken"] and "truncated" in failed[0]["error"], "failed cases are listed with their reason"
     case = names[0].replace(".nii.gz", "")
     src = nib.load(scans / names[0])
     mask = nib.load(out / case / f"{case}_mask.nii.gz")
