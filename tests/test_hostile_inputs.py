@@ -364,3 +364,29 @@ def test_every_class_names_an_existing_test():
             assert (root.parent / target).is_file(), c
         else:
             assert f"def {target}(" in here, c
+
+
+def test_system_refusals_and_warnings_are_one_line(tmp_path, monkeypatch, capsys):
+    """An OSError the system raises (permissions, disk full) names its file; a warning is one line."""
+    import warnings
+
+    import mednet_pvs.inference.batch as batch
+    import mednet_pvs.io as io
+
+    f = tmp_path / "locked.nii.gz"
+    f.write_bytes(b"x")
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied", str(f))
+
+    monkeypatch.setattr(batch, "collect_inputs", denied)
+    code, err = run(["predict", "-i", f, "-o", tmp_path / "out", "-m", "frangi-t2w"], capsys)
+    assert code == 1 and "Traceback" not in err and f"error: {f}: Permission denied" in err
+
+    def warn(*a, **k):
+        warnings.warn("something worth knowing", stacklevel=1)
+        raise InputError(f, "stop here")
+
+    monkeypatch.setattr(io, "load_image", warn)
+    code, err = run(["info", f], capsys)
+    assert "warning: something worth knowing\n" in err and ".py:" not in err

@@ -47,8 +47,16 @@ def _root(
 _register_commands()
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 - warnings' hook signature
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (used by the console script and the tests)."""
+    import warnings
+
+    shown = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning  # a warning is one line on stderr, not file:line + source
     try:
         app(args=argv, prog_name="mednet-pvs", standalone_mode=True)
     except SystemExit as e:  # typer/click exit normally through SystemExit
@@ -56,9 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     except MednetError as e:
         typer.secho(f"error: {e}", err=True, fg="red")
         return 1
+    except OSError as e:  # a file the system refuses (permissions, disk full): name it, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        typer.secho(f"error: {where}{e.strerror or e}", err=True, fg="red")
+        return 1
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
+    finally:
+        warnings.formatwarning = shown
     return 0
 
 
