@@ -388,5 +388,8 @@ def test_system_refusals_and_warnings_are_one_line(tmp_path, monkeypatch, capsys
         raise InputError(f, "stop here")
 
     monkeypatch.setattr(io, "load_image", warn)
-    code, err = run(["info", f], capsys)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = warnings._showwarning_orig  # as outside pytest: printed to stderr
+        code, err = run(["info", f], capsys)
     assert "warning: something worth knowing\n" in err and ".py:" not in err
