@@ -368,10 +368,7 @@ def test_every_class_names_an_existing_test():
 
 def test_system_refusals_and_warnings_are_one_line(tmp_path, monkeypatch, capsys):
     """An OSError the system raises (permissions, disk full) names its file; a warning is one line."""
-    import warnings
-
     import mednet_pvs.inference.batch as batch
-    import mednet_pvs.io as io
 
     f = tmp_path / "locked.nii.gz"
     f.write_bytes(b"x")
@@ -383,13 +380,18 @@ def test_system_refusals_and_warnings_are_one_line(tmp_path, monkeypatch, capsys
     code, err = run(["predict", "-i", f, "-o", tmp_path / "out", "-m", "frangi-t2w"], capsys)
     assert code == 1 and "Traceback" not in err and f"error: {f}: Permission denied" in err
 
-    def warn(*a, **k):
-        warnings.warn("something worth knowing", stacklevel=1)
-        raise InputError(f, "stop here")
+    import subprocess
+    import sys
 
-    monkeypatch.setattr(io, "load_image", warn)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = warnings._showwarning_orig  # as outside pytest: printed to stderr
-        code, err = run(["info", f], capsys)
-    assert "warning: something worth knowing\n" in err and ".py:" not in err
+    script = (  # in a fresh interpreter: pytest records warnings instead of printing them
+        "import warnings, mednet_pvs.io as io\n"
+        "from mednet_pvs.errors import InputError\n"
+        "def warn(*a, **k):\n"
+        "    warnings.warn('something worth knowing', stacklevel=1)\n"
+        "    raise InputError('x.nii.gz', 'stop here')\n"
+        "io.load_image = warn\n"
+        "from mednet_pvs.cli.main import main\n"
+        "raise SystemExit(main(['info', 'x.nii.gz']))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and res.stderr.splitlines()[0] == "warning: something worth knowing", res.stderr
