@@ -183,7 +183,7 @@ def test_resume_refuses_another_models_results_and_overwrite_replaces(tmp_path, 
     mask = case / "sub-001_T2w_mask.nii.gz"
     stats = json.loads((case / "sub-001_T2w_stats.json").read_text())
     prov = stats["provenance"]
-    assert prov["model"]["name"] == "frangi-t2w" and prov["settings"]["threshold"] > 0 and prov["version"]
+    assert prov["model"]["name"] == prov["model"]["source"] == "frangi-t2w" and prov["settings"]["threshold"] > 0 and prov["version"]
     assert len(prov["inputs"]["image"]["sha256"]) == 64
     assert "<array>" not in json.dumps(stats), "no stray fields in stats.json"
     run_json = json.loads((out / "run.json").read_text())

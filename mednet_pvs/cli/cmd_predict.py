@@ -51,6 +51,7 @@ def register(app: typer.Typer) -> None:
             report = predict_batch(
                 cases, outdir, net, tta=tta, step=step, save_probs=save_probs, preview=preview,
                 overwrite=overwrite, shard=shard_kn, on_case=on_case, max_anisotropy=max_anisotropy,
+                model_source=model,
             )
         console.print(
             f"{len(report.done)} done, {len(report.skipped)} skipped (already done), {len(report.failed)} failed"

@@ -154,13 +154,16 @@ def input_provenance(case: CaseInput) -> dict[str, dict[str, str]]:
     return {role: {"path": str(p), "sha256": sha256_of(p)} for role, p in files.items() if p is not None}
 
 
-def run_provenance(model: Any, *, tta: bool | None = None, step: float | None = None) -> dict[str, Any]:
+def run_provenance(model: Any, *, tta: bool | None = None, step: float | None = None, source: str | None = None) -> dict[str, Any]:
     """What decides a batch's results: the model's :meth:`provenance` (identity and settings) and
-    the package version. A model without ``provenance`` is recorded by its name only."""
+    the package version; ``source`` (what the user named: a registry name, folder or ``hf://``
+    spec) is recorded as ``model.source``. A model without ``provenance`` is recorded by its name."""
     from mednet_pvs.version import __version__
 
     describe = getattr(model, "provenance", None)
     record = describe(tta=tta, step=step) if describe is not None else {"model": {"name": getattr(model, "name", type(model).__name__)}}
+    if source is not None:
+        record["model"]["source"] = str(source)
     return {**record, "version": __version__}
 
 
@@ -173,12 +176,13 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 def provenance_difference(before: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
     """What differs between the provenance stored with a result and this run's (``None``: nothing).
 
-    Input paths are not compared (a moved file is the same input); their sha256 are.
+    Paths are not compared (a moved file is the same input, a moved model folder the same
+    model): the inputs' sha256 and the model's weights digest are.
     """
     if not before:
         return "it has no provenance record (written by another version or tool)"
     old, new = _flat(before), _flat(now)
-    keys = [k for k in sorted(set(old) | set(new)) if not (k.startswith("inputs.") and k.endswith(".path")) and old.get(k) != new.get(k)]
+    keys = [k for k in sorted(set(old) | set(new)) if not (k.endswith(".path") or k == "model.source") and old.get(k) != new.get(k)]
     if not keys:
         return None
 
@@ -202,6 +206,7 @@ def predict_batch(
     shard: tuple[int, int] | None = None,
     on_case: Callable[[str, str, str], None] | None = None,
     max_anisotropy: float | None = MAX_ANISOTROPY,
+    model_source: str | None = None,
 ) -> BatchReport:
     """Segment every case, write its outputs, and a summary CSV of all cases of this shard.
 
@@ -217,6 +222,7 @@ def predict_batch(
         on_case: called as ``on_case(case_id, status, message)`` with status ``done``,
             ``skipped`` or ``failed`` (progress display).
         max_anisotropy: largest coarsest/finest voxel size ratio accepted (``None``: any).
+        model_source: how the model was named (recorded in each case's provenance, not compared).
 
     Returns:
         :class:`BatchReport`.
@@ -231,7 +237,7 @@ def predict_batch(
     report = BatchReport()
     t0 = time.perf_counter()
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    run = run_provenance(model, tta=tta, step=step)
+    run = run_provenance(model, tta=tta, step=step, source=model_source)
     todo, skip = _plan(select_shard(cases, shard), out, run, overwrite=overwrite, save_probs=save_probs, preview=preview)
     rows: dict[str, dict[str, Any]] = {cid: summary_row(stats, cid) for cid, stats in skip.items()}
     for cid in skip:
