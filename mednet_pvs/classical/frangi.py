@@ -46,7 +46,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import ndimage as ndi
 
-from mednet_pvs.config import Config
+from mednet_pvs.config import Config, shown
 from mednet_pvs.errors import ConfigError, InputError
 
 Polarity = Literal["bright", "dark"]
@@ -86,14 +86,25 @@ class FrangiConfig(Config):
 
     def __post_init__(self) -> None:
         self.sigmas_mm = tuple(float(s) for s in self.sigmas_mm)
-        if not self.sigmas_mm or min(self.sigmas_mm) <= 0:
-            raise ConfigError(f"sigmas_mm must be positive scales in mm, got {self.sigmas_mm}")
+        super().__post_init__()
+
+    def validate(self) -> None:
+        """Positive scales (mm), a known polarity, positive alpha/beta/gamma, a threshold in the
+        response's [0, 1], minimum size >= 0 mm^3, truncation > 0 standard deviations."""
+        if not self.sigmas_mm or not min(self.sigmas_mm) > 0:
+            raise ConfigError(f"must be positive scales in mm, not {shown(self.sigmas_mm)}", field="sigmas_mm")
         if self.polarity not in ("bright", "dark"):
-            raise ConfigError(f"polarity must be 'bright' (T2w) or 'dark' (T1w, FLAIR), got {self.polarity!r}")
-        if self.alpha <= 0 or self.beta <= 0 or (self.gamma is not None and self.gamma <= 0):
-            raise ConfigError("alpha, beta and gamma must be positive")
+            raise ConfigError(f"must be 'bright' (T2w) or 'dark' (T1w, FLAIR), not {shown(self.polarity)}", field="polarity")
+        for name in ("alpha", "beta", "gamma"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"must be > 0, not {shown(value)}", field=name)
         if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"threshold must be in [0, 1] (the response's range), got {self.threshold}")
+            raise ConfigError(f"must be in [0, 1] (the response's range), not {shown(self.threshold)}", field="threshold")
+        if not self.min_size_mm3 >= 0:
+            raise ConfigError(f"must be >= 0 (mm^3), not {shown(self.min_size_mm3)}", field="min_size_mm3")
+        if not self.truncate > 0:
+            raise ConfigError(f"must be > 0 (standard deviations), not {shown(self.truncate)}", field="truncate")
 
     @classmethod
     def for_contrast(cls, contrast: str, **kwargs: Any) -> FrangiConfig:

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torchio as tio
 
-from mednet_pvs.config import Config
+from mednet_pvs.config import Config, shown
 from mednet_pvs.errors import ConfigError
 from mednet_pvs.io import PathType, load_image
 
@@ -97,34 +97,41 @@ class PreprocessConfig(Config):
     label_interpolation: Literal["nearest", "linear"] = "nearest"
     image_interpolation: Literal["linear", "bspline"] = "linear"
 
+    _one_for_all = ("target_spacing",)
+
     def __post_init__(self) -> None:
-        if self.target_spacing is not None:
-            sp = self.target_spacing
-            sp = (float(sp),) * 3 if isinstance(sp, (int, float)) else tuple(float(v) for v in sp)
-            if len(sp) != 3 or min(sp) <= 0:
-                raise ConfigError(f"target_spacing must be 3 positive sizes in mm or None, not {self.target_spacing!r}")
-            self.target_spacing = sp  # type: ignore[assignment]
-        if self.orientation is not None:
-            o = str(self.orientation).upper()
-            if sorted(o.translate(str.maketrans("LPI", "RAS"))) != ["A", "R", "S"]:
-                raise ConfigError(f"orientation must be 3 axis codes such as 'RAS' or 'LPS', not {self.orientation!r}")
-            self.orientation = o
+        sp = self.target_spacing
+        if isinstance(sp, (int, float)):
+            self.target_spacing = (float(sp),) * 3  # one size: isotropic
+        elif sp is not None:
+            self.target_spacing = tuple(float(v) for v in sp)  # type: ignore[assignment]
+        if isinstance(self.orientation, str):
+            self.orientation = self.orientation.upper()
+        self.percentiles = tuple(float(v) for v in self.percentiles)  # type: ignore[assignment]
+        super().__post_init__()
+
+    def validate(self) -> None:
+        """Spacing of 3 positive sizes (mm), 3 axis codes, known choices, ordered percentiles in
+        [0, 100], margin >= 0 mm."""
+        sp = self.target_spacing
+        if sp is not None and (len(sp) != 3 or not min(sp) > 0):
+            raise ConfigError(f"must be 3 positive sizes in mm or null, not {shown(sp)}", field="target_spacing")
+        o = self.orientation
+        if o is not None and not isinstance(o, str) or isinstance(o, str) and sorted(o.translate(str.maketrans("LPI", "RAS"))) != ["A", "R", "S"]:
+            raise ConfigError(f"must be 3 axis codes such as 'RAS' or 'LPS', not {shown(o)}", field="orientation")
         _choice("normalisation", self.normalisation, ("zscore", "percentile", "none"))
         _choice("foreground", self.foreground, ("nonzero", "mean"))
         _choice("label_interpolation", self.label_interpolation, ("nearest", "linear"))
         _choice("image_interpolation", self.image_interpolation, ("linear", "bspline"))
-        lo, hi = (float(v) for v in self.percentiles)
-        if not 0 <= lo < hi <= 100:
-            raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, not {self.percentiles!r}")
-        self.percentiles = (lo, hi)
-        if self.crop_margin_mm < 0:
-            raise ConfigError(f"crop_margin_mm must be >= 0, not {self.crop_margin_mm}")
-
+        if len(self.percentiles) != 2 or not 0 <= self.percentiles[0] < self.percentiles[1] <= 100:
+            raise ConfigError(f"must satisfy 0 <= low < high <= 100, not {shown(self.percentiles)}", field="percentiles")
+        if not self.crop_margin_mm >= 0:
+            raise ConfigError(f"must be >= 0 (mm), not {shown(self.crop_margin_mm)}", field="crop_margin_mm")
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
+        raise ConfigError(f"must be one of {', '.join(map(repr, allowed))}, not {shown(value)}", field=name)
 
 
 # ------------------------------------------------------------------------------------- subjects

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from mednet_pvs.classical.frangi import FrangiConfig
-from mednet_pvs.config import Config
+from mednet_pvs.config import Config, shown
 from mednet_pvs.data.preprocessing import PreprocessConfig
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.inference.settings import InferenceConfig
@@ -73,6 +73,19 @@ class BundleConfig(Config):
     weights_sha256: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def validate(self) -> None:
+        """This format, a name and a kind, distinct member names, a sha256 of 64 hex digits (or none)."""
+        if self.format != FORMAT:
+            raise ConfigError(f"must be {FORMAT!r}, not {shown(self.format)}", field="format")
+        for name in ("name", "kind"):
+            if not getattr(self, name).strip():
+                raise ConfigError("must not be empty", field=name)
+        if not all(m.strip() for m in self.members) or len(set(self.members)) != len(self.members):
+            raise ConfigError(f"must be distinct, non-empty member names, not {shown(self.members)}", field="members")
+        sha = self.weights_sha256
+        if sha is not None and not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            raise ConfigError(f"must be 64 lowercase hex digits or null, not {shown(sha)}", field="weights_sha256")
+
     def require(self, *names: str) -> None:
         """ConfigError unless every field in ``names`` is set (:func:`load_bundle` names the file)."""
         missing = [n for n in names if getattr(self, n) in (None, ())]
@@ -96,7 +109,9 @@ def sha256_of(path: PathType) -> str:
 
 # ---------------------------------------------------------------------------------- reading
 def read_bundle_config(folder: PathType) -> BundleConfig:
-    """Read and check a bundle's ``config.json`` (any kind); every problem is an InputError naming the file."""
+    """Read and check a bundle's ``config.json`` (any kind): every key known, every value of its field's
+    type and in its range (:meth:`BundleConfig.from_dict`); every problem is an InputError naming the
+    file and the key's path (``.../config.json: inference.window.batch_size must be >= 1 ...``)."""
     folder = Path(folder)
     path = folder / CONFIG
     if not folder.is_dir():
@@ -107,13 +122,15 @@ def read_bundle_config(folder: PathType) -> BundleConfig:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(path, f"not valid JSON ({e})") from None
+    except OSError as e:
+        raise InputError(path, f"cannot be read ({e.strerror or e})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise InputError(path, f"unknown bundle format {raw.get('format') if isinstance(raw, dict) else None!r} (expected {FORMAT!r})")
     if "name" not in raw:
         raise InputError(path, "missing key(s) name")
     try:
         return BundleConfig.from_dict(raw)
-    except (ConfigError, TypeError) as e:
+    except (ConfigError, TypeError, ValueError) as e:  # ConfigError: the key's path, e.g. inference.window.batch_size
         raise InputError(path, str(e)) from None
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mednet_pvs.config import Config
+from mednet_pvs.config import Config, shown
 from mednet_pvs.errors import ConfigError
 from mednet_pvs.inference.sliding_window import SlidingWindowConfig
 
@@ -43,11 +43,12 @@ class InferenceConfig(Config):
     threshold: float = 0.5
     min_cluster_mm3: float = 0.0
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Threshold in (0, 1), minimum cluster size >= 0 mm^3."""
         if not 0 < self.threshold < 1:
-            raise ConfigError(f"threshold must be in (0, 1), not {self.threshold}")
-        if self.min_cluster_mm3 < 0:
-            raise ConfigError(f"min_cluster_mm3 must be >= 0, not {self.min_cluster_mm3}")
+            raise ConfigError(f"must be in (0, 1) (a probability), not {shown(self.threshold)}", field="threshold")
+        if not self.min_cluster_mm3 >= 0:
+            raise ConfigError(f"must be >= 0 (mm^3), not {shown(self.min_cluster_mm3)}", field="min_cluster_mm3")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | InferenceConfig) -> InferenceConfig:
@@ -62,11 +63,13 @@ class InferenceConfig(Config):
         or window fields at the top level (``{"patch_size": ..., "threshold": ...}``)."""
         window_keys = set(SlidingWindowConfig.field_names())
         flat = {k: v for k, v in changes.items() if k in window_keys}
-        nested = changes.get("window") or {}
+        nested = changes.get("window", {})
         if isinstance(nested, SlidingWindowConfig):
             nested = nested.to_dict()
+        if not isinstance(nested, Mapping):  # null included: it would silently mean the default window
+            raise ConfigError(f"must be a mapping (the sliding window config), not {shown(nested)}", field="window")
         both = sorted(set(flat) & set(nested))
         if both:
-            raise ConfigError(f"inference config: {', '.join(both)} given both inside 'window' and beside it")
+            raise ConfigError(f"{', '.join(both)} given both inside 'window' and beside it")
         rest = {k: v for k, v in changes.items() if k not in window_keys and k != "window"}
         return super().from_dict({**self.to_dict(), **rest, "window": {**self.window.to_dict(), **flat, **nested}})

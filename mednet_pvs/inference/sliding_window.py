@@ -20,10 +20,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from mednet_pvs.config import Config
+from mednet_pvs.config import Config, shown
 from mednet_pvs.errors import ConfigError
 
 Network = Callable[[torch.Tensor], torch.Tensor]
+
+#: The largest tile side (voxels) a config may ask for: 1024^3 float32 is 4 GiB per channel and tile.
+MAX_PATCH = 1024
 
 
 @dataclass
@@ -31,10 +34,11 @@ class SlidingWindowConfig(Config):
     """How to tile a volume (saved in a bundle's ``config.json`` as ``inference.window``).
 
     Attributes:
-        patch_size: tile size in voxels (X, Y, Z) on the network's (preprocessed) grid (one int: a cube).
+        patch_size: tile size in voxels (X, Y, Z) on the network's (preprocessed) grid (one int: a cube),
+            1 to :data:`MAX_PATCH` per axis.
         step: tile step as a fraction of the patch size (0.5 = half overlap, nnU-Net's default).
-        sigma_scale: Gaussian sigma as a fraction of the patch size (nnU-Net: 1/8).
-        batch_size: tiles per forward pass. On CPU the time per tile hardly depends on it
+        sigma_scale: Gaussian sigma as a fraction of the patch size (nnU-Net: 1/8; > 0).
+        batch_size: tiles per forward pass (>= 1). On CPU the time per tile hardly depends on it
             (MedNeXt-S k3, 64^3, channels-last, 2 threads: 3.9 / 3.8 / 3.6 s per tile for batches
             of 1 / 2 / 4, 4 interleaved rounds, within the noise of a shared machine).
         mirror_axes: spatial axes (0, 1, 2) to mirror for test-time augmentation; all
@@ -58,17 +62,27 @@ class SlidingWindowConfig(Config):
     channels_last: bool | None = None
 
     _what = "sliding window"
+    _one_for_all = ("patch_size",)
 
     def __post_init__(self) -> None:
         size = self.patch_size
         self.patch_size = (int(size),) * 3 if isinstance(size, (int, float)) else tuple(int(p) for p in size)  # type: ignore[assignment]
         self.mirror_axes = tuple(int(a) for a in self.mirror_axes)
-        if len(self.patch_size) != 3 or min(self.patch_size) < 1:
-            raise ConfigError(f"patch_size must be three positive ints, got {self.patch_size}")
+        super().__post_init__()
+
+    def validate(self) -> None:
+        """Tiles of 1 to :data:`MAX_PATCH` voxels per axis, step in (0, 1], sigma > 0, batches of >= 1
+        tile, mirroring axes among 0, 1, 2 (each once)."""
+        if len(self.patch_size) != 3 or not all(1 <= p <= MAX_PATCH for p in self.patch_size):
+            raise ConfigError(f"must be 3 sizes from 1 to {MAX_PATCH} voxels, not {shown(self.patch_size)}", field="patch_size")
         if not 0 < self.step <= 1:
-            raise ConfigError(f"step must be in (0, 1], got {self.step}")
-        if any(a not in (0, 1, 2) for a in self.mirror_axes):
-            raise ConfigError(f"mirror_axes must be spatial axes 0, 1, 2, got {self.mirror_axes}")
+            raise ConfigError(f"must be in (0, 1] (a fraction of the patch), not {shown(self.step)}", field="step")
+        if not self.sigma_scale > 0:
+            raise ConfigError(f"must be > 0 (a fraction of the patch; nnU-Net: 0.125), not {shown(self.sigma_scale)}", field="sigma_scale")
+        if not self.batch_size >= 1:
+            raise ConfigError(f"must be >= 1 (tiles per forward pass), not {shown(self.batch_size)}", field="batch_size")
+        if any(a not in (0, 1, 2) for a in self.mirror_axes) or len(set(self.mirror_axes)) != len(self.mirror_axes):
+            raise ConfigError(f"must be spatial axes among 0, 1, 2, each once, not {shown(self.mirror_axes)}", field="mirror_axes")
 
 
 def gaussian_importance_map(patch_size: Sequence[int], sigma_scale: float = 1.0 / 8, device=None) -> torch.Tensor:

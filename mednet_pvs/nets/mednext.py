@@ -59,6 +59,8 @@ class MedNeXtConfig(NetConfig):
     gradient_checkpointing: bool = False
     ds_outputs_in_eval: bool = False
 
+    _one_for_all = ("exp_r",)  # one expansion ratio for every stage, as the original takes
+
     def __post_init__(self) -> None:
         if isinstance(self.exp_r, int):
             self.exp_r = (self.exp_r,) * N_STAGES

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from mednet_pvs.config import Config, as_json, as_tuple
+from mednet_pvs.config import Config, as_json, as_tuple, shown
 from mednet_pvs.errors import ConfigError
 
 
@@ -65,14 +65,20 @@ class NetworkSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | "NetworkSpec") -> "NetworkSpec":
+        """Read ``{"name": str, "kwargs": {...}}`` (``kwargs`` may be left out: the network's defaults);
+        anything else is a ConfigError naming the key (the network's own options are checked when it is built)."""
         if isinstance(d, NetworkSpec):
             return d
-        if not isinstance(d, Mapping) or not isinstance(d.get("name"), str):
-            raise ConfigError(f'a network spec is a dict {{"name": str, "kwargs": dict}}, got {d!r:.200}')
-        extra = sorted(set(d) - {"name", "kwargs"})
+        if not isinstance(d, Mapping):
+            raise ConfigError(f'a network spec must be a mapping {{"name": str, "kwargs": dict}}, not {shown(d)}')
+        extra = sorted(str(k) for k in set(d) - {"name", "kwargs"})
         if extra:
             raise ConfigError(f"network spec: unknown key(s) {extra}; expected 'name' and 'kwargs'")
-        kwargs = d.get("kwargs") or {}
-        if not isinstance(kwargs, Mapping):
-            raise ConfigError(f"network spec {d['name']!r}: 'kwargs' must be a dict, got {type(kwargs).__name__}")
-        return cls(name=d["name"], kwargs=dict(kwargs))
+        name = d.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f'must be a registry name (a network spec is {{"name": str, "kwargs": dict}}), not {shown(name)}',
+                              field="name")
+        kwargs = d.get("kwargs", {})
+        if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+            raise ConfigError(f"must be a mapping of the options of network {name!r}, not {shown(kwargs)}", field="kwargs")
+        return cls(name=name, kwargs=dict(kwargs))
