@@ -320,6 +320,8 @@ def load_image(
     except (OSError, ValueError) as e:
         raise InputError(name, f"voxel data cannot be read, the file looks truncated or corrupt ({e})") from None
     raw = raw.reshape(shape)
+    if any(st < 0 for st in raw.strides):  # a flipped in-memory view (e.g. nibabel's as_reoriented): torch refuses it
+        raw = raw.copy(order="K")
     if kind == "label" and np.issubdtype(raw.dtype, np.integer):
         data = raw
     else:

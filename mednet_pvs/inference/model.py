@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mednet_pvs.data.device_preprocessing import preprocess_on_device
+from mednet_pvs.data.device_preprocessing import supports as supports_on_device
 from mednet_pvs.data.preprocessing import (
     BRAINMASK,
     IMAGE,
@@ -128,6 +130,7 @@ class PVSModel:
         step: float | None = None,
         threshold: float | None = None,
         progress: Callable[[int, int], None] | None = None,
+        pipeline: str = "auto",
     ) -> Prediction:
         """Segment PVS in one scan.
 
@@ -139,6 +142,11 @@ class PVSModel:
             step: tile step override (fraction of the patch).
             threshold: probability threshold override.
             progress: ``progress(done_tiles, total_tiles)`` callback.
+            pipeline: where preprocessing and the way back run: ``"device"`` (torch ops on the
+                model's device, :mod:`mednet_pvs.data.device_preprocessing`: one transfer in,
+                one out), ``"torchio"`` (the TorchIO/SimpleITK pipeline on the CPU, the reference)
+                or ``"auto"``: ``"device"`` on a GPU, ``"torchio"`` on the CPU. Both give the
+                same mask (tested: label Dice >= 0.999).
 
         Returns:
             :class:`Prediction` on the input's own grid.
@@ -146,24 +154,33 @@ class PVSModel:
         t0 = time.perf_counter()
         scan = load_image(image)
         bm = None if brainmask is None else load_grid_mask(brainmask, scan)
-        subject = subject_from_arrays(scan.data, scan.affine, brainmask=bm)
-        pre = build_preprocessing(self.preprocessing)(subject)
-        t_pre = time.perf_counter()
-
+        on_device = self._on_device(pipeline)
         window = self._window(tta, step)
-        roi = pre[BRAINMASK].data[0] > 0 if BRAINMASK in pre else foreground_mask(pre, self.preprocessing)
-        probs = sliding_window_predict(
-            self.networks, pre[IMAGE].data, window, mask=roi, device=self.device, progress=progress
-        )
+        if on_device:  # one transfer in: every step below runs where the networks are
+            pre = preprocess_on_device(scan.data, scan.affine, self.preprocessing, brainmask=bm, device=self.device)
+            net_input, roi = pre.image, pre.roi
+        else:
+            subject = build_preprocessing(self.preprocessing)(subject_from_arrays(scan.data, scan.affine, brainmask=bm))
+            net_input = subject[IMAGE].data
+            roi = subject[BRAINMASK].data[0] > 0 if BRAINMASK in subject else foreground_mask(subject, self.preprocessing)
+        t_pre = time.perf_counter()
+        probs = sliding_window_predict(self.networks, net_input, window, mask=roi, device=self.device, progress=progress)
         t_net = time.perf_counter()
 
         # PVS = every non-background class; with two classes a view (no extra full-volume buffer
         # on the stitching device: it holds exactly one per class).
-        fg = (probs[1] if probs.shape[0] == 2 else probs[1:].sum(0)).cpu()
+        fg = probs[1] if probs.shape[0] == 2 else probs[1:].sum(0)
         del probs
-        fg_in = to_input_grid(fg, pre, interpolation="linear").numpy().astype(np.float32)
-        np.clip(fg_in, 0.0, 1.0, out=fg_in)
-        mask = fg_in > (self.inference.threshold if threshold is None else threshold)
+        cut = self.inference.threshold if threshold is None else threshold
+        if on_device:  # back to the input grid and thresholded on the device; one transfer out
+            fg_dev = pre.to_input_grid(fg.to(self.device)).clamp_(0.0, 1.0)
+            mask_dev = fg_dev > cut
+            fg_in, mask = fg_dev.cpu().numpy(), mask_dev.cpu().numpy()
+            del fg_dev, mask_dev
+        else:
+            fg_in = to_input_grid(fg.cpu(), subject, interpolation="linear").numpy().astype(np.float32)
+            np.clip(fg_in, 0.0, 1.0, out=fg_in)
+            mask = fg_in > cut
         if self.inference.min_cluster_mm3 > 0:
             from mednet_pvs.analysis import remove_small_clusters
 
@@ -173,9 +190,19 @@ class PVSModel:
             "members": len(self.networks),
             "mirror_axes": list(window.mirror_axes),
             "step": window.step,
+            "pipeline": "device" if on_device else "torchio",
             "seconds": {"preprocess": t_pre - t0, "network": t_net - t_pre, "total": time.perf_counter() - t0},
         }
         return Prediction(probabilities=fg_in, mask=mask.astype(np.uint8), scan=scan, info=info)
+
+    def _on_device(self, pipeline: str) -> bool:
+        """Whether ``predict`` preprocesses on the model's device (see ``pipeline``)."""
+        if pipeline not in ("auto", "device", "torchio"):
+            raise ConfigError(f"pipeline must be auto, device or torchio, not {pipeline!r}")
+        if pipeline == "device" and not supports_on_device(self.preprocessing):
+            raise ConfigError(f"preprocessing with image_interpolation={self.preprocessing.image_interpolation!r} "
+                              "runs only in the torchio pipeline")
+        return pipeline == "device" or (pipeline == "auto" and self.device.type == "cuda" and supports_on_device(self.preprocessing))
 
     def _window(self, tta: bool | None, step: float | None) -> Any:
         """The sliding window with ``predict``'s overrides applied."""
