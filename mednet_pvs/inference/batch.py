@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,7 @@ def predict_batch(
     on_case: Callable[[str, str, str], None] | None = None,
     max_anisotropy: float | None = MAX_ANISOTROPY,
     model_source: str | None = None,
+    overlap_io: bool = True,
 ) -> BatchReport:
     """Segment every case, write its outputs, and a summary CSV of all cases of this shard.
 
@@ -223,6 +225,8 @@ def predict_batch(
             ``skipped`` or ``failed`` (progress display).
         max_anisotropy: largest coarsest/finest voxel size ratio accepted (``None``: any).
         model_source: how the model was named (recorded in each case's provenance, not compared).
+        overlap_io: read the next case and write the previous one while the model works on this
+            one (two threads); ``False``: one step at a time. The outputs are the same.
 
     Returns:
         :class:`BatchReport`.
@@ -244,15 +248,20 @@ def predict_batch(
         report.skipped.append(cid)
         if on_case:
             on_case(cid, "skipped", "already done with this model and settings")
-    for case in todo:
-        outputs = case_outputs(out, case.case_id)
+
+    def read(case: CaseInput) -> Any:
+        return load_image(case.image, max_anisotropy=max_anisotropy)
+
+    def write(case: CaseInput, pred: Any) -> Any:
+        burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=case.regions)
+        case_outputs(out, case.case_id).write(
+            pred.scan, pred.mask, probabilities=pred.probabilities, save_probabilities=save_probs, burden=burden,
+            preview=preview, title=f"{case.case_id}: {burden.count} PVS", provenance={**run, "inputs": input_provenance(case)})
+        return burden
+
+    def finish(case: CaseInput, result: Future) -> None:
         try:
-            scan = load_image(case.image, max_anisotropy=max_anisotropy)
-            pred = model.predict(scan, brainmask=case.brainmask, tta=tta, step=step)
-            burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=case.regions)
-            outputs.write(pred.scan, pred.mask, probabilities=pred.probabilities, save_probabilities=save_probs, burden=burden,
-                          preview=preview, title=f"{case.case_id}: {burden.count} PVS",
-                          provenance={**run, "inputs": input_provenance(case)})
+            burden = result.result()
         except MednetError as e:
             report.failed[case.case_id] = str(e)
         except Exception as e:  # one bad case must not stop a batch of hundreds
@@ -262,10 +271,34 @@ def predict_batch(
             report.done.append(case.case_id)
             if on_case:
                 on_case(case.case_id, "done", f"{burden.count} PVS, {burden.volume_mm3:.1f} mm^3")
-            continue
+            return
         rows[case.case_id] = {"case_id": case.case_id, "status": "failed", "error": report.failed[case.case_id]}
         if on_case:
             on_case(case.case_id, "failed", report.failed[case.case_id])
+
+    # Reading the next case and writing the previous one (burden, NIfTI, CSV) run in two threads
+    # while the model works on this one, as nnU-Net's -npp/-nps (gzip, NumPy, SciPy and torch
+    # release the GIL); overlap_io=False does one thing at a time.
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+        next_read = reader.submit(read, todo[0]) if todo and overlap_io else None
+        pending: tuple[CaseInput, Future] | None = None
+        for i, case in enumerate(todo):
+            if overlap_io:
+                this_read, next_read = next_read, reader.submit(read, todo[i + 1]) if i + 1 < len(todo) else None
+            else:
+                this_read = _now(read, case)
+            try:
+                pred = model.predict(this_read.result(), brainmask=case.brainmask, tta=tta, step=step)  # type: ignore[union-attr]
+            except Exception as e:  # noqa: BLE001 -- recorded by finish() as the case's failure
+                written = _now(_raise, e)
+            else:
+                written = writer.submit(write, case, pred) if overlap_io else _now(write, case, pred)
+            del this_read
+            if pending is not None:
+                finish(*pending)
+            pending = (case, written)
+        if pending is not None:
+            finish(*pending)
     tag = "" if shard is None else f"_shard-{shard[0]}-of-{shard[1]}"
     if rows:
         ordered = [{"case_id": cid, "status": "ok", **r} if "status" not in r else r for cid, r in sorted(rows.items())]
@@ -275,6 +308,20 @@ def predict_batch(
                 "outputs": {"probabilities": save_probs, "preview": preview}, "done": report.done, "skipped": report.skipped,
                 "failed": report.failed}, out / f"run{tag}.json")
     return report
+
+
+def _raise(error: Exception) -> Any:
+    raise error
+
+
+def _now(fn: Callable[..., Any], *args: Any) -> Future:
+    """``fn(*args)`` run here and now, as a finished :class:`Future` (its result or its error)."""
+    f: Future = Future()
+    try:
+        f.set_result(fn(*args))
+    except Exception as e:  # noqa: BLE001 -- handed on inside the future
+        f.set_exception(e)
+    return f
 
 
 def _plan(cases: Sequence[CaseInput], out: Path, run: dict[str, Any], *, overwrite: bool, save_probs: bool,
