@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         shard: Optional[str] = typer.Option(None, help="K/N: process only this share of the inputs (e.g. SLURM array task K of N)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases whose outputs already exist (also those made by another model or settings)."),
         max_anisotropy: float = typer.Option(8.0, "--max-anisotropy", min=1.0, help="Largest coarsest/finest voxel size ratio accepted."),
+        compile_: bool = typer.Option(False, "--compile", help="torch.compile the networks (pays minutes of compilation once per run; then faster)."),
     ) -> None:
         """Segment PVS, write masks, stats and a summary; cases already done are skipped."""
         from rich.console import Console
@@ -31,6 +32,7 @@ def register(app: typer.Typer) -> None:
         from mednet_pvs.inference.batch import collect_inputs, parse_shard, predict_batch, select_shard
         from mednet_pvs.zoo import load_pretrained
 
+        from mednet_pvs.errors import ConfigError
         from mednet_pvs.io import check_output_dir
 
         console = Console(stderr=True, soft_wrap=True)
@@ -39,6 +41,10 @@ def register(app: typer.Typer) -> None:
         cases = collect_inputs(inputs, regions=regions, brainmask=brainmask)
         todo = select_shard(cases, shard_kn)
         net = load_pretrained(model, device=device)
+        if compile_:
+            if not hasattr(net, "compile"):
+                raise ConfigError(f"--compile: {model} has no networks to compile")
+            net.compile()
         console.print(f"model: {net!r}; {len(todo)} case(s)" + (f" (shard {shard})" if shard else ""))
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("predicting", total=len(todo))

@@ -90,6 +90,9 @@ class PVSModel:
         self.inference = inference if isinstance(inference, InferenceConfig) else InferenceConfig.from_dict(inference or {})
         self.name = name
         self.meta = dict(meta or {})
+        self._compiled: list[Any] | None = None  # torch.compile'd members (compile()); None: eager
+        self._compile_options: dict[str, Any] = {}
+        self._warm = True
         self._check_patch()
         self.to(device)
 
@@ -118,6 +121,8 @@ class PVSModel:
         self._device = resolve_device(device)
         for net in self.networks:
             net.to(self._device).eval()
+        if self._compiled is not None:  # compiled for the old device: compile again
+            self.compile(**self._compile_options)
         return self
 
     # ----------------------------------------------------------------------------- predict
@@ -164,8 +169,10 @@ class PVSModel:
             net_input = subject[IMAGE].data
             roi = subject[BRAINMASK].data[0] > 0 if BRAINMASK in subject else foreground_mask(subject, self.preprocessing)
         t_pre = time.perf_counter()
-        probs = sliding_window_predict(self.networks, net_input, window, mask=roi, device=self.device, progress=progress)
+        probs = sliding_window_predict(self._compiled or self.networks, net_input, window, mask=roi, device=self.device, progress=progress)
         t_net = time.perf_counter()
+        warmup = not self._warm
+        self._warm = True
 
         # PVS = every non-background class; with two classes a view (no extra full-volume buffer
         # on the stitching device: it holds exactly one per class).
@@ -191,9 +198,28 @@ class PVSModel:
             "mirror_axes": list(window.mirror_axes),
             "step": window.step,
             "pipeline": "device" if on_device else "torchio",
+            "compiled": self._compiled is not None,
             "seconds": {"preprocess": t_pre - t0, "network": t_net - t_pre, "total": time.perf_counter() - t0},
         }
+        if warmup:  # the first call after compile(): its network time includes the compilation
+            info["seconds"]["compile_warmup"] = t_net - t_pre
         return Prediction(probabilities=fg_in, mask=mask.astype(np.uint8), scan=scan, info=info)
+
+    def compile(self, **options: Any) -> PVSModel:
+        """Run the members through ``torch.compile(net, **options)`` (e.g. ``mode="max-autotune"``,
+        ``backend=...``) from the next ``predict`` on; the weights, bundles and provenance stay the
+        eager networks'. The first ``predict`` pays the compilation: its ``info["seconds"]
+        ["compile_warmup"]`` reports it.
+
+        Measured on the CPU (bundled MedNeXt-S k3, 48^3 phantom, 2 threads, one run each, loaded
+        machine): warm-up 169 s, then 4.2-4.5 s per call against 15.9 s for the first eager call;
+        probabilities differ from eager by up to 7.7e-3 (inductor's fused kernels), so it is an
+        option, not the default.
+        """
+        self._compiled = [torch.compile(net, **options) for net in self.networks]
+        self._compile_options = dict(options)
+        self._warm = False
+        return self
 
     def _on_device(self, pipeline: str) -> bool:
         """Whether ``predict`` preprocesses on the model's device (see ``pipeline``)."""
