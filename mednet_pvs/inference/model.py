@@ -38,7 +38,7 @@ from mednet_pvs.inference.devices import resolve_device
 from mednet_pvs.inference.bundle import WEIGHTS, BundleConfig, load_bundle, member_names, read_weights, register_kind, write_bundle
 from mednet_pvs.inference.prediction import Prediction, load_grid_mask
 from mednet_pvs.inference.settings import InferenceConfig
-from mednet_pvs.inference.sliding_window import sliding_window_predict
+from mednet_pvs.inference.sliding_window import batch_size_for_memory, sliding_window_predict, tile_memory
 from mednet_pvs.io import ImageSource, PathType, load_image
 from mednet_pvs.nets import NetworkSpec
 
@@ -55,6 +55,16 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def _input_channels(net: nn.Module) -> int:
+    """Input channels of a network: its config's, else its first convolution's."""
+    config = getattr(net, "config", None)
+    for name in ("in_channels", "input_channels"):
+        if config is not None and getattr(config, name, None):
+            return int(getattr(config, name))
+    conv = next(m for m in net.modules() if isinstance(m, nn.modules.conv._ConvNd))
+    return int(conv.in_channels)
 
 
 class PVSModel:
@@ -92,6 +102,9 @@ class PVSModel:
         self.meta = dict(meta or {})
         self._compiled: list[Any] | None = None  # torch.compile'd members (compile()); None: eager
         self._compile_options: dict[str, Any] = {}
+        #: on a GPU, choose the tiles per pass from free memory (else the window's batch_size)
+        self.auto_batch_size = True
+        self._batch_sizes: dict[tuple, int] = {}
         self._warm = True
         self._check_patch()
         self.to(device)
@@ -161,6 +174,8 @@ class PVSModel:
         bm = None if brainmask is None else load_grid_mask(brainmask, scan)
         on_device = self._on_device(pipeline)
         window = self._window(tta, step)
+        if self.device.type == "cuda" and self.auto_batch_size:
+            window = window.replace(batch_size=self._cuda_batch_size(window.patch_size))
         if on_device:  # one transfer in: every step below runs where the networks are
             pre = preprocess_on_device(scan.data, scan.affine, self.preprocessing, brainmask=bm, device=self.device)
             net_input, roi = pre.image, pre.roi
@@ -204,6 +219,17 @@ class PVSModel:
         if warmup:  # the first call after compile(): its network time includes the compilation
             info["seconds"]["compile_warmup"] = t_net - t_pre
         return Prediction(probabilities=fg_in, mask=mask.astype(np.uint8), scan=scan, info=info)
+
+    def _cuda_batch_size(self, patch: tuple[int, int, int]) -> int:
+        """Tiles per pass on this GPU: one tile's measured peak memory against the free memory
+        (measured once per tile size and device)."""
+        key = (tuple(patch), str(self.device))
+        if key not in self._batch_sizes:
+            channels = _input_channels(self.networks[0])
+            per_tile = tile_memory(self.networks[0], channels, patch, self.device)
+            free, _ = torch.cuda.mem_get_info(self.device)
+            self._batch_sizes[key] = batch_size_for_memory(per_tile, free)
+        return self._batch_sizes[key]
 
     def compile(self, **options: Any) -> PVSModel:
         """Run the members through ``torch.compile(net, **options)`` (e.g. ``mode="max-autotune"``,

@@ -177,6 +177,26 @@ class _ChannelsLast:
         self.changed = []
 
 
+def batch_size_for_memory(per_tile_bytes: int, free_bytes: int, *, cap: int = 8, reserve: float = 0.25) -> int:
+    """Tiles per forward pass that fit in ``free_bytes`` of device memory, ``reserve`` of it kept
+    spare (stitching buffers, allocator slack); at least 1, at most ``cap``."""
+    usable = free_bytes * (1.0 - reserve)
+    return max(1, min(cap, int(usable // max(per_tile_bytes, 1))))
+
+
+@torch.no_grad()
+def tile_memory(net: Network, channels: int, patch: Sequence[int], device: torch.device, *, autocast: bool = True) -> int:
+    """Measured peak CUDA memory (bytes) of one tile's forward pass on ``device``, inputs included."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    x = torch.zeros((1, channels, *patch), device=device)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        _forward(net, x)
+    torch.cuda.synchronize(device)
+    return int(torch.cuda.max_memory_allocated(device) - base)
+
+
 def _forward(net: Network, x: torch.Tensor) -> torch.Tensor:
     out = net(x)
     if isinstance(out, (list, tuple)):  # deep supervision: full resolution first

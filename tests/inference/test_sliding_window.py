@@ -129,3 +129,13 @@ def test_bad_config():
         SlidingWindowConfig(step=0)
     with pytest.raises(ValueError, match="mirror_axes"):
         SlidingWindowConfig(mirror_axes=(3,))
+
+
+def test_batch_size_for_memory_fits_the_free_memory():
+    from mednet_pvs.inference.sliding_window import batch_size_for_memory
+
+    gb = 1 << 30
+    assert batch_size_for_memory(gb, 10 * gb) == 7  # 7.5 GB usable with a quarter kept spare
+    assert batch_size_for_memory(gb, 100 * gb) == 8  # capped
+    assert batch_size_for_memory(4 * gb, 2 * gb) == 1  # at least one tile
+    assert batch_size_for_memory(gb, 100 * gb, cap=32, reserve=0.5) == 32
