@@ -11,16 +11,17 @@ run the same day gets ``-2``...). Sections (JSON keys):
 
 * ``predict``: whole-brain prediction through :meth:`mednet_pvs.inference.PVSModel.predict` for
   MedNeXt-L k5 (``mednext_l_k5``) and nnU-Net ResEnc-M (``nnunet_resenc_m``), random (seeded)
-  weights, 128^3 tiles, step 0.5, batch 2, without and with 8-fold mirroring TTA. The scan is the
+  weights, 128^3 tiles, step 0.5, without and with 8-fold mirroring TTA; tiles per pass: 2, or on a
+  GPU what ``PVSModel`` picks from free memory (``batch_size`` in the JSON). The scan is the
   1 mm MNI phantom of :mod:`mednet_pvs.synth` (T2w, as ``bench_inference.py``) padded to the 1 mm
   MNI152 head field of view (182 x 218 x 182), with its brain mask (as a manifest would give it).
-  One untimed warm-up call first; then the median of ``--repeats`` calls of seconds (whole
+  One untimed warm-up call first (on the CPU also one with TTA); then the median of ``--repeats`` calls of seconds (whole
   ``predict``, ``torch.cuda.synchronize()`` around it; its network share from ``Prediction.info``),
   achieved TFLOP/s (FLOPs of one tile forward, counted with ``torch.utils.flop_counter`` on the meta
   device, x tiles run x passes, / seconds) and peak memory (``torch.cuda.max_memory_allocated``,
   reset before each call; on the CPU the peak resident set, as ``bench_inference.PeakMemory``).
 * ``monai``: ``bench_inference.py``'s methods on the same network, tiles (128^3), overlap 0.5 and
-  batch, no TTA, on that scan z-scored and padded to the tile lattice: ``ours`` (cropped to the brain,
+  tiles per pass (those ``predict`` used), no TTA, on that scan z-scored and padded to the tile lattice: ``ours`` (cropped to the brain,
   as ``PVSModel`` does), ``ours-grid`` (MONAI's tiles) and ``monai`` (``sliding_window_inference``,
   Gaussian); rounds interleaved; speed-up = MONAI seconds / ours (per round, median), and the
   ratio ours / MONAI, with the logits' agreement inside the brain.
@@ -121,6 +122,7 @@ class Plan:
     bench_warmup: int = 1
     train_overrides: dict = field(default_factory=dict)  # {"model": {...}, "data": {...}} over the config
     built: dict = field(default_factory=dict)  # role -> network, built once and shared by the sections
+    batch_used: dict = field(default_factory=dict)  # role -> tiles per pass PVSModel chose (GPU: from free memory)
 
 
 def make_plan(args: argparse.Namespace, device: Any) -> Plan:
@@ -279,6 +281,13 @@ def timed_predict(model: Any, scan: dict, device: Any, **kw: Any) -> dict:
             "pipeline": pred.info.get("pipeline"), "mask_voxels": int(pred.mask.sum()), "mask": pred.mask}
 
 
+def batch_used(model: Any, plan: Plan) -> int:
+    """Tiles per pass of ``model``'s last predict: on a GPU ``PVSModel`` chooses them from free memory
+    (``auto_batch_size``, remembered per tile size), else the window's."""
+    sizes = getattr(model, "_batch_sizes", None) if plan.device.type == "cuda" else None
+    return int(next(iter(sizes.values()))) if sizes else plan.batch
+
+
 def free(device: Any) -> None:
     import torch
 
@@ -304,6 +313,7 @@ def section_predict(plan: Plan, clock: Clock, scan: dict, role: str) -> dict:
         model.predict((scan["image"], scan["affine"]), brainmask=(scan["brain"].astype("uint8"), scan["affine"]), tta=tta)
     sync(plan.device)
     out["warmup_s"] = time.perf_counter() - t0
+    out["batch_size"] = plan.batch_used[role] = batch_used(model, plan)
     for key, tta in (("no_tta", False), ("tta", None)):
         passes = 2 ** len(TTA_AXES) if tta is None else 1
         if tta is None:  # would the TTA run fit? (the no-TTA network time x 8)
@@ -343,7 +353,8 @@ def section_monai(plan: Plan, clock: Clock, scan: dict) -> dict:
 
     spec = plan.nets["mednext_l_k5"]
     vol = window_volume(scan, plan.patch, plan.step)
-    args = bi.parse(["--patch", *map(str, plan.patch), "--step", str(plan.step), "--batch", str(plan.batch),
+    batch = plan.batch_used.get("mednext_l_k5", plan.batch)  # the tiles per pass predict used, for every method
+    args = bi.parse(["--patch", *map(str, plan.patch), "--step", str(plan.step), "--batch", str(batch),
                      "--spacing", str(scan["spacing"]), "--device", plan.device.type])
     args.mirror_axes = ()
     net = bi.Counted(network(plan, "mednext_l_k5"))
@@ -363,7 +374,7 @@ def section_monai(plan: Plan, clock: Clock, scan: dict) -> dict:
             runs[m].append(r)
         rnd += 1
     res: dict[str, Any] = {"network": spec[0], "volume_shape": vol["info"]["shape"], "rounds": rnd,
-                           "patch": list(plan.patch), "overlap": 1 - plan.step, "batch_size": plan.batch}
+                           "patch": list(plan.patch), "overlap": 1 - plan.step, "batch_size": batch}
     for m in methods:
         agree = bi.agreement(outs[m], outs["monai"], vol["brain"])
         res[m] = {"seconds": median([r["seconds"] for r in runs[m]]), "seconds_runs": [r["seconds"] for r in runs[m]],
@@ -456,13 +467,6 @@ def section_precision(plan: Plan, scan: dict) -> dict:
 
 def section_pipeline(plan: Plan, clock: Clock, scan: dict) -> dict:
     """``predict(pipeline="device")`` vs ``pipeline="torchio"``: time and mask agreement."""
-    import inspect
-
-    from mednet_pvs.inference import PVSModel
-
-    if "pipeline" not in inspect.signature(PVSModel.predict).parameters:
-        print("  skipped: PVSModel.predict has no pipeline argument in this version")
-        return {"skipped": "PVSModel.predict has no pipeline argument"}
     net = network(plan, "mednext_l_k5")
     model = pvs_model(plan, net, "pipeline", scan["spacing"])
     res: dict[str, Any] = {"network": plan.nets["mednext_l_k5"][0]}
