@@ -14,6 +14,8 @@ module of the package that calls ``torch.load`` or unpickles. Importing it does 
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 from collections import OrderedDict
 from os import PathLike
 from pathlib import Path
@@ -65,16 +67,33 @@ def _first_line(e: Exception) -> str:
 # ------------------------------------------------------------------------------------ torch files
 
 
+def _why_unreadable(e: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one line: a refused class or function (the
+    file could run code), else what the reader choked on (not a torch file, or a damaged one)."""
+    text = str(e)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:
+        return (f"it refers to {refused.group(1)}, not only to tensors and plain data; refused without running "
+                "anything, since loading it could run code")
+    if "Weights only load failed" in text:  # torch's advice to drop weights_only is not repeated here
+        operand = re.search(r"Unsupported operand \d+", text)
+        return f"not a PyTorch file, or a damaged one ({operand.group(0) if operand else 'unsupported pickle content'})"
+    return f"not a PyTorch file, or a damaged one ({type(e).__name__}: {_first_line(e)})"
+
+
 def torch_load(path: PathLikeStr) -> Any:
-    """``torch.load(path, weights_only=True)`` on CPU, admitting numpy scalars/arrays; InputError on failure."""
+    """``torch.load(path, weights_only=True)`` on CPU, admitting numpy scalars/arrays; InputError on
+    failure, saying whether the file refers to code (a class or function other than those) or is not
+    a readable torch file at all."""
     import torch
 
     path = _existing(path)
     try:
-        with torch.serialization.safe_globals(_NUMPY_SAFE):
+        with torch.serialization.safe_globals(_NUMPY_SAFE), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a plain pickle: refused below
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any reader failure is a problem with this file
-        raise InputError(path, f"cannot be read as a PyTorch checkpoint with weights_only=True ({_first_line(e)})") from e
+        raise InputError(path, f"cannot be read as a PyTorch checkpoint with weights_only=True: {_why_unreadable(e)}") from e
 
 
 def unwrap_state_dict(obj: Mapping[str, Any]) -> StateDict:

@@ -1,7 +1,9 @@
 """``mednet-pvs fit|validate|test``: the LightningCLI of :mod:`mednet_pvs.training.cli`.
 
 Every argument after the command goes to LightningCLI unchanged (``--config``, ``--model.*``,
-``--data.*``, ``--trainer.*``, ``--ckpt_path``, ``--print_config``, ``--help``).
+``--data.*``, ``--trainer.*``, ``--ckpt_path``, ``--print_config``, ``--help``); a ``--ckpt_path FILE``
+is first read by the one safe reader (:func:`mednet_pvs.training.cli.check_checkpoint`), so a missing
+file, a file that is not a checkpoint or one that could run code is one line naming it.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from typing import Any, Literal, Optional
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from mednet_pvs.errors import ConfigError
+from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.data import PVSDataModule
 from mednet_pvs.training.export import BundleExport
 from mednet_pvs.training.module import PVSSegmenter
@@ -118,8 +118,61 @@ def default_precision(accelerator: Any) -> str | None:
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
+#: ``--ckpt_path`` values that Lightning resolves itself rather than reading a file of that name.
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")
+
+
+def ckpt_path_args(args: list[str]) -> list[str]:
+    """The values given to ``--ckpt_path`` in ``args`` (``--ckpt_path FILE`` and ``--ckpt_path=FILE``)."""
+    out = []
+    for i, a in enumerate(args):
+        if a == "--ckpt_path" and i + 1 < len(args):
+            out.append(args[i + 1])
+        elif a.startswith("--ckpt_path="):
+            out.append(a.partition("=")[2])
+    return out
+
+
+def check_checkpoint(value: str | os.PathLike | None) -> None:
+    """Check a ``ckpt_path`` before Lightning unpickles it: the file exists, is read by the one safe
+    reader (:func:`mednet_pvs.safe_load.torch_load`, ``weights_only=True``: nothing in it can run
+    code) and is a Lightning checkpoint (a dict with a ``state_dict``); else an InputError naming it.
+
+    Names that Lightning resolves itself (``last``, ``best``, ``hpc``, ``registry[:...]``), remote
+    URLs (``s3://...``, read by Lightning with ``weights_only=True``) and ``None``/``null`` pass.
+    """
+    from mednet_pvs.safe_load import torch_load
+
+    if value is None:
+        return
+    text = str(value)
+    if text in ("", "null", "None") or text in LIGHTNING_CKPT_NAMES or text.startswith("registry:") or "://" in text:
+        return
+    path = Path(text)
+    if not path.is_file():
+        raise InputError(path, "checkpoint not found (--ckpt_path)" if not path.exists() else "not a file (--ckpt_path wants a checkpoint)")
+    ckpt = torch_load(path)  # an InputError naming the file: not a torch file, or one that could run code
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise InputError(path, "not a Lightning checkpoint (no 'state_dict'): give a .ckpt that fit wrote "
+                               "(<default_root_dir>/checkpoints/), or 'last' / 'best'")
+
+
 class PVSLightningCLI(LightningCLI):
-    """LightningCLI with the logger choice, checkpoints, bundle export and precision default above."""
+    """LightningCLI with the logger choice, checkpoints, bundle export and precision default above;
+    a ``ckpt_path`` that came from a config file is checked (:func:`check_checkpoint`) as soon as
+    the arguments are parsed, before Lightning reads its hyperparameters (those on the command line
+    were already checked by :func:`run_cli`)."""
+
+    def __init__(self, *args: Any, checked_ckpt_paths: tuple[str, ...] = (), **kwargs: Any) -> None:
+        self._checked_ckpt_paths = set(checked_ckpt_paths)
+        super().__init__(*args, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        value = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if value is not None and str(value) not in self._checked_ckpt_paths:
+            check_checkpoint(value)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--logger", type=LoggerName, default="wandb",
@@ -145,7 +198,15 @@ class PVSLightningCLI(LightningCLI):
 
 
 def run_cli(args: list[str], **cli_kwargs: Any) -> PVSLightningCLI:
-    """Run ``fit``/``validate``/``test`` (first element of ``args``) as the command line would."""
+    """Run ``fit``/``validate``/``test`` (first element of ``args``) as the command line would.
+
+    Every ``--ckpt_path FILE`` is checked first (:func:`check_checkpoint`): a missing file, a file
+    that is not a checkpoint or one that could run code is an InputError naming it, before
+    Lightning (or any model or data) is set up.
+    """
+    checked = ckpt_path_args(args)
+    for value in checked:
+        check_checkpoint(value)
     kw: dict[str, Any] = dict(
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
@@ -156,4 +217,4 @@ def run_cli(args: list[str], **cli_kwargs: Any) -> PVSLightningCLI:
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
         # PreprocessConfig's tuples come back as lists from YAML; its __post_init__ makes them tuples again
         warnings.filterwarnings("ignore", message=r"(?s).*Dump of a value that does not round-trip: a tuple")
-        return PVSLightningCLI(PVSSegmenter, PVSDataModule, args=resolve_config_args(args), **kw)
+        return PVSLightningCLI(PVSSegmenter, PVSDataModule, args=resolve_config_args(args), checked_ckpt_paths=tuple(checked), **kw)

@@ -10,7 +10,8 @@ from _training_helpers import tiny_data, tiny_module, tiny_trainer
 
 from mednet_pvs.cli.main import main
 from mednet_pvs.nets import required_divisor
-from mednet_pvs.training.cli import config_path, default_precision, list_configs, make_logger, resolve_config_args, run_cli
+from mednet_pvs.training.cli import (check_checkpoint, config_path, default_precision, list_configs, make_logger,
+                                     resolve_config_args, run_cli)
 
 SHIPPED = ["mednext_l_k5_t1w", "mednext_l_k5_t2w", "nnunet_t1w", "nnunet_t2w", "synth_t1w", "synth_t2w", "tiny_synthetic"]
 
@@ -98,3 +99,4 @@ def test_last_checkpoint_every_epoch_even_when_validation_is_rarer(tmp_path):
     files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert files == ["last.ckpt"]  # no validation yet, so no best
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 4
+    check_checkpoint(tmp_path / "checkpoints" / "last.ckpt")  # what fit writes passes the check of --ckpt_path FILE
