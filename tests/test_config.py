@@ -193,6 +193,18 @@ def test_range_checks_of_preprocessing_and_frangi():
             FrangiConfig.from_dict(bad)
 
 
+def test_augmentation_config_is_checked_like_the_others():
+    from mednet_pvs.data.augmentation import AugmentationConfig
+
+    assert AugmentationConfig.from_dict({"preset": "mri", "noise_p": 0}).noise_p == 0
+    with pytest.raises(ConfigError, match=r"^the augmentation config must be a mapping, not \[1\]"):
+        AugmentationConfig.from_dict([1])
+    with pytest.raises(ConfigError, match=r'^noise_p must be a number, not "often"'):
+        AugmentationConfig.from_dict({"preset": "mri", "noise_p": "often"})
+    with pytest.raises(ConfigError, match=r"^ghosts must be a list of 2 integers, not \[4\]"):
+        AugmentationConfig.from_dict({"ghosts": [4]})
+
+
 def test_network_configs_keep_their_shorthands():
     from mednet_pvs.nets import create_meta_network
 

@@ -19,6 +19,7 @@ patches are drawn (TorchIO's queue design: the cost of a volume is shared by its
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -110,8 +111,10 @@ class AugmentationConfig(Config):
         return replace(cfg, **overrides) if overrides else cfg
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AugmentationConfig:
+    def from_dict(cls, d: Mapping[str, Any] | AugmentationConfig) -> AugmentationConfig:
         """Inverse of :meth:`to_dict`; a ``"preset"`` key starts from that preset."""
+        if not isinstance(d, Mapping):
+            return super().from_dict(d)  # a ConfigError saying what it got
         d = dict(d)
         base = d.pop("preset", None)
         cfg = super().from_dict(d)  # checks the keys
