@@ -209,6 +209,7 @@ def predict_batch(
     max_anisotropy: float | None = MAX_ANISOTROPY,
     model_source: str | None = None,
     overlap_io: bool = True,
+    on_tile: Callable[[str, int, int], None] | None = None,
 ) -> BatchReport:
     """Segment every case, write its outputs, and a summary CSV of all cases of this shard.
 
@@ -227,6 +228,8 @@ def predict_batch(
         model_source: how the model was named (recorded in each case's provenance, not compared).
         overlap_io: read the next case and write the previous one while the model works on this
             one (two threads); ``False``: one step at a time. The outputs are the same.
+        on_tile: called as ``on_tile(case_id, done_tiles, total_tiles)`` while a case is
+            predicted (progress inside a case).
 
     Returns:
         :class:`BatchReport`.
@@ -288,7 +291,8 @@ def predict_batch(
             else:
                 this_read = _now(read, case)
             try:
-                pred = model.predict(this_read.result(), brainmask=case.brainmask, tta=tta, step=step)  # type: ignore[union-attr]
+                tiles = None if on_tile is None else (lambda done, total, cid=case.case_id: on_tile(cid, done, total))
+                pred = model.predict(this_read.result(), brainmask=case.brainmask, tta=tta, step=step, progress=tiles)  # type: ignore[union-attr]
             except Exception as e:  # noqa: BLE001 -- recorded by finish() as the case's failure
                 written = _now(_raise, e)
             else:

@@ -146,3 +146,57 @@ def test_unknown_or_unavailable_model_is_one_line(tmp_path, capsys):
     assert main(["predict", "-i", str(src), "-o", str(tmp_path / "o"), "-m", "mednet-pvs-t2w"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "import-nnunet-v1" in err[0]
+
+
+def _tiled_frangi(monkeypatch):
+    """frangi-t2w, reporting 8 tiles per case as a network model does."""
+    from mednet_pvs.inference.frangi_model import FrangiModel
+
+    real = FrangiModel.predict
+
+    def predict(self, image, *, progress=None, **kw):
+        for k in range(1, 9):
+            if progress is not None:
+                progress(k, 8)
+        return real(self, image, **kw)
+
+    monkeypatch.setattr(FrangiModel, "predict", predict)
+
+
+def test_plain_progress_shows_tiles_and_time_left_and_quiet_hides_it(tmp_path, cohort, capsys, monkeypatch):
+    _tiled_frangi(monkeypatch)
+    scans = _flat_inputs(cohort, tmp_path / "scans")
+    (scans / "zz_broken.nii.gz").write_bytes(b"not gzip")
+    code = main(["predict", "-i", str(scans), "-o", str(tmp_path / "a"), "-m", "frangi-t2w"])
+    err = capsys.readouterr().err
+    assert code == 1
+    first = sorted(p.name for p in scans.iterdir())[0].replace(".nii.gz", "")
+    lines = [ln.strip() for ln in err.splitlines()]
+    shown = [ln.split(",")[0] for ln in lines if ln.startswith(f"{first}: ")]
+    assert shown == [f"{first}: 2/8 tiles", f"{first}: 4/8 tiles", f"{first}: 6/8 tiles"], "a line every quarter"
+    assert all(ln.endswith(" s left") for ln in lines if "tiles," in ln)
+    assert f"done {first}:" in " ".join(err.split()) and "\x1b[" not in err, "plain lines, no terminal codes, in a log file"
+    code = main(["predict", "-i", str(scans), "-o", str(tmp_path / "b"), "-m", "frangi-t2w", "-q"])
+    err = capsys.readouterr().err
+    lines = [ln.strip() for ln in err.splitlines()]
+    assert code == 1 and not [ln for ln in lines if " tiles, " in ln or ln.startswith(("done", "model:"))]
+    assert "failed zz_broken" in " ".join(err.split()) and "4 done, 0 skipped" in err
+
+
+def test_terminal_progress_has_a_bar_for_the_tiles_of_the_case():
+    import io
+
+    from rich.console import Console
+
+    from mednet_pvs.cli.cmd_predict import _BarProgress
+
+    out = io.StringIO()
+    show = _BarProgress(Console(file=out, force_terminal=True, width=100), 2)
+    with show:
+        for k in (2, 4):
+            show.tile("sub-01", k, 4)
+        show.case("sub-01", "done", "3 PVS")
+        show.tile("sub-02", 1, 6)
+        task = show.bar.tasks[show.tiles]
+        assert (task.description, task.completed, task.total) == ("sub-02", 1, 6), "a new case restarts the tile bar"
+    assert show.bar.tasks[show.cases].completed == 1 and "sub-01: 3 PVS" in out.getvalue()
