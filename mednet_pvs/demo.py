@@ -61,11 +61,12 @@ def demo_model_name(contrast: str) -> str:
 
 
 def run_demo(out: str | os.PathLike = "demo_out", seed: int = 0, *, anatomy: str = "mni", name: str = "phantom",
-             model: str | None = "auto", device: str | None = "cpu", **overrides: Any) -> DemoResult:
+             model: str | None = "auto", device: str | None = "cpu", progress: Any = None, **overrides: Any) -> DemoResult:
     """Make one phantom (defaults :data:`DEMO_DEFAULTS`), save its NIfTIs, sidecar and ``overview.png``;
     then (unless ``model`` is ``None``) segment the saved image with ``model`` (``"auto"``: the
     bundled model of the phantom's contrast, :func:`demo_model_name`) and write
-    ``<name>_mask.nii.gz``, ``<name>_stats.json``, ``<name>_clusters.csv`` and ``prediction.png``."""
+    ``<name>_mask.nii.gz``, ``<name>_stats.json``, ``<name>_clusters.csv`` and ``prediction.png``;
+    ``progress(done_tiles, total_tiles)`` is called while the model works."""
     from mednet_pvs.synth.phantom import make_phantom
     from mednet_pvs.viz import save_overview
 
@@ -88,12 +89,12 @@ def run_demo(out: str | os.PathLike = "demo_out", seed: int = 0, *, anatomy: str
         meta=ph.meta,
     )
     if model is not None:
-        _segment(result, ph, name, demo_model_name(settings["contrast"]) if model == "auto" else model, device)
+        _segment(result, ph, name, demo_model_name(settings["contrast"]) if model == "auto" else model, device, progress)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _segment(result: DemoResult, ph: Any, name: str, model_name: str, device: str | None) -> None:
+def _segment(result: DemoResult, ph: Any, name: str, model_name: str, device: str | None, progress: Any = None) -> None:
     from mednet_pvs.analysis import case_metrics, pvs_burden
     from mednet_pvs.inference import CaseOutputs
     from mednet_pvs.viz import show
@@ -101,7 +102,7 @@ def _segment(result: DemoResult, ph: Any, name: str, model_name: str, device: st
 
     model = load_pretrained(model_name, device=device)
     paths = result.paths
-    pred = model.predict(paths["image"], brainmask=paths["brainmask"])  # from the saved file, as a user would
+    pred = model.predict(paths["image"], brainmask=paths["brainmask"], progress=progress)  # from the saved file, as a user would
     burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=paths["regions"])
     written = CaseOutputs(result.out, name).write(pred.scan, pred.mask, burden=burden)
     paths.update({"mask": written["mask"], "stats": written["stats"], "clusters": written["clusters"]})

@@ -17,15 +17,22 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("auto", "--model", "-m",
                                   help="Model to segment with: auto (the bundled model of the contrast), a zoo name or folder, or none."),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+        quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress; only the summary."),
     ) -> None:
         """Make a synthetic PVS phantom (MNI152, 1 mm, burden 2), segment it, report Dice against its truth."""
+        from rich.console import Console
+
         from mednet_pvs.cli.cmd_synth import canonical_choice
+        from mednet_pvs.cli.progress import progress_display
         from mednet_pvs.synth.phantom_config import ANATOMIES, CONTRASTS
         from mednet_pvs.demo import run_demo
         from mednet_pvs.io import check_output_dir
 
         check_output_dir(out)
-        result = run_demo(out, seed, anatomy=canonical_choice(anatomy, ANATOMIES), contrast=canonical_choice(contrast, CONTRASTS),
-                          model=None if model.lower() == "none" else model, device=device)
+        show = progress_display(Console(stderr=True, soft_wrap=True), 1, quiet=quiet)
+        with show:
+            result = run_demo(out, seed, anatomy=canonical_choice(anatomy, ANATOMIES), contrast=canonical_choice(contrast, CONTRASTS),
+                              model=None if model.lower() == "none" else model, device=device,
+                              progress=None if quiet else (lambda done, total: show.tile("phantom", done, total)))
         for line in result.summary_lines():
             typer.echo(line)

@@ -188,10 +188,10 @@ def test_terminal_progress_has_a_bar_for_the_tiles_of_the_case():
 
     from rich.console import Console
 
-    from mednet_pvs.cli.cmd_predict import _BarProgress
+    from mednet_pvs.cli.progress import BarProgress
 
     out = io.StringIO()
-    show = _BarProgress(Console(file=out, force_terminal=True, width=100), 2)
+    show = BarProgress(Console(file=out, force_terminal=True, width=100), 2)
     with show:
         for k in (2, 4):
             show.tile("sub-01", k, 4)

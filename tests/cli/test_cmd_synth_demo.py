@@ -77,3 +77,22 @@ def test_demo_default_segments_the_mni_phantom(tmp_path, capsys, monkeypatch, fi
     assert meta["config"]["anatomy"] == "mni" and meta["config"]["burden"] == 2 and meta["spacing_mm"] == [1.0] * 3
     assert (tmp_path / "demo_out" / "overview.png").is_file() and (tmp_path / "demo_out" / "prediction.png").is_file()
     assert float(re.search(r"truth: Dice (\d\.\d{3})", text).group(1)) >= target
+
+
+def test_demo_shows_tile_progress_unless_quiet(tmp_path, capsys, monkeypatch):
+    from mednet_pvs.inference import PVSModel
+
+    real = PVSModel.predict
+
+    def predict(self, image, *, progress=None, **kw):  # the procedural phantom is one tile: report 8
+        for k in range(1, 9):
+            if progress is not None:
+                progress(k, 8)
+        return real(self, image, **kw)
+
+    monkeypatch.setattr(PVSModel, "predict", predict)
+    assert main(["demo", "--out", str(tmp_path / "a"), "--anatomy", "procedural"]) == 0
+    err = capsys.readouterr().err
+    assert "phantom: 2/8 tiles" in err and "s left" in err
+    assert main(["demo", "--out", str(tmp_path / "b"), "--anatomy", "procedural", "-q"]) == 0
+    assert " tiles, " not in capsys.readouterr().err
