@@ -33,15 +33,20 @@ def _register_commands() -> None:
         importlib.import_module(f"mednet_pvs.cli.{mod}").register(app)
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    """``--version``: handled while parsing (an eager option callback), so no command is needed."""
+    if value:
         from mednet_pvs.version import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+) -> None:
+    """Segment enlarged perivascular spaces (PVS) in brain MRI."""
 
 
 _register_commands()
