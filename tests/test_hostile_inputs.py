@@ -442,9 +442,3 @@ def test_system_refusals_and_warnings_are_one_line(tmp_path, monkeypatch, capsys
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and res.stderr.splitlines()[0] == "warning: something worth knowing", res.stderr
 
-
-def test_version_needs_no_command(capsys):
-    from mednet_pvs.version import __version__
-
-    code = main(["--version"])
-    assert code == 0 and capsys.readouterr().out.strip() == __version__
