@@ -11,7 +11,7 @@ Importing this package is light: torch, pandas and huggingface_hub load when a f
 """
 from __future__ import annotations
 
-from mednet_pvs.zoo.hub import PushResult, push_to_hub
+from mednet_pvs.zoo.hub import PushResult, UnpinnedRevisionWarning, push_to_hub
 from mednet_pvs.zoo.import_checkpoints import load_generic_unet_v1_checkpoint, load_mednext_checkpoint
 from mednet_pvs.zoo.import_nnunet_v1 import ZooImportWarning, import_nnunet_v1
 from mednet_pvs.zoo.import_nnunet_v2 import NnUNetV2Preprocessing, load_nnunet_v2_folder
@@ -33,6 +33,7 @@ __all__ = [
     "ModelNotAvailableError",
     "NnUNetV2Preprocessing",
     "PushResult",
+    "UnpinnedRevisionWarning",
     "Weights",
     "ZooEntry",
     "ZooImportWarning",

@@ -4,13 +4,16 @@ Downloads go through ``huggingface_hub.hf_hub_download``: the standard cache (``
 ``HF_HUB_CACHE`` or ``cache_dir=``), ``HF_HUB_OFFLINE`` and ``HF_ENDPOINT`` (read when called, so a
 mirror or a test server set after import is honoured). A revision given as a 40-hex commit that is
 already cached loads without any network request. Only ``config.json`` and ``model.safetensors``
-are fetched: nothing that can execute code.
+are fetched: nothing that can execute code. A spec without a revision (``hf://owner/repo``) follows
+the ``main`` branch; it still loads, with an :class:`UnpinnedRevisionWarning` naming the commit it
+resolved to and the pinned spec (``hf://owner/repo@<that commit>``).
 """
 from __future__ import annotations
 
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,11 @@ from mednet_pvs.io import PathType
 SCHEME = "hf://"
 _SPEC = re.compile(r"hf://(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?P<sub>(?:/[\w.-]+)*)/?(?:@(?P<rev>[\w./-]+))?")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
+
+
+class UnpinnedRevisionWarning(UserWarning):
+    """An ``hf://owner/repo`` without ``@<commit>`` was loaded: it follows the ``main`` branch, so the
+    same spec may give other weights tomorrow. The message names the commit and how to pin it."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,18 @@ def download_bundle(
                                            "and download again)")
     provenance = {"hub": spec.repo_id, "revision": _snapshot_commit(paths[CONFIG]) or revision,
                   "subfolder": spec.subfolder, "sha256": digests}
+    if spec.revision is None:
+        warnings.warn(unpinned_message(spec, provenance["revision"]), UnpinnedRevisionWarning, stacklevel=2)
     return folder, provenance
+
+
+def unpinned_message(spec: HubSpec, commit: str) -> str:
+    """One line: ``spec`` has no revision, so it followed ``main`` to ``commit``; how to pin that commit."""
+    known = bool(_HEX40.fullmatch(commit))
+    pinned = HubSpec(spec.repo_id, commit if known else "<commit>", spec.subfolder)
+    now = f"commit {commit}" if known else "its latest commit"
+    return (f"{spec} is not pinned: it follows the branch 'main', which now resolves to {now} and may change; "
+            f"write {pinned} to load exactly these weights every time")
 
 
 @dataclass(frozen=True)

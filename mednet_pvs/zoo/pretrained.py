@@ -45,7 +45,9 @@ def load_pretrained(
 
             - an existing folder: a bundle (``config.json`` + ``model.safetensors``), or an nnU-Net
               v1 result folder (imported on the fly, every fold an ensemble member);
-            - ``"hf://owner/repo[/subfolder][@revision]"``: a bundle on the Hugging Face Hub;
+            - ``"hf://owner/repo[/subfolder][@revision]"``: a bundle on the Hugging Face Hub
+              (without a revision it follows ``main``, with an
+              :class:`~mednet_pvs.zoo.hub.UnpinnedRevisionWarning` naming the commit to pin);
             - a registry name (:func:`~mednet_pvs.zoo.list_models`): its pinned Hub weights (sha256
               checked), its bundled folder, or the Frangi baseline. Entries without public weights
               raise :class:`ModelNotAvailableError` saying how to get and import them.

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mednet_pvs.errors import ConfigError, InputError
-from mednet_pvs.zoo import load_pretrained, push_to_hub, save_pretrained
+from mednet_pvs.zoo import UnpinnedRevisionWarning, load_pretrained, push_to_hub, save_pretrained
 from mednet_pvs.zoo.import_nnunet_v1 import import_nnunet_v1
 from mednet_pvs.zoo.catalog import ENV_PATH
 
@@ -175,3 +175,39 @@ def test_a_frangi_bundle_needs_no_weights_file(fake_hub, tmp_path):
     assert sorted(fake_hub.files("lab/frangi")) == ["README.md", "config.json"] and "model.safetensors" not in result.sha256
     model = load_pretrained(result.spec)
     assert isinstance(model, FrangiModel) and model.config.polarity == "dark"
+
+
+def test_unpinned_spec_loads_and_says_once_which_commit_and_how_to_pin(fake_hub, tiny_files, tiny):
+    sha = fake_hub.commit(REPO, tiny_files)
+    with pytest.warns(UnpinnedRevisionWarning) as record:
+        model = load_pretrained(f"hf://{REPO}", device="cpu")
+    assert _same_weights(model, tiny) and model.meta["loaded_from"]["revision"] == sha  # still loads: main's commit
+    assert [str(w.message) for w in record if w.category is UnpinnedRevisionWarning] == [
+        f"hf://{REPO} is not pinned: it follows the branch 'main', which now resolves to commit {sha} and may change; "
+        f"write hf://{REPO}@{sha} to load exactly these weights every time"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnpinnedRevisionWarning)  # pinned: not a word
+        load_pretrained(f"hf://{REPO}@{sha}", device="cpu")
+        load_pretrained(f"hf://{REPO}", revision=sha, device="cpu")
+
+
+def test_unpinned_spec_warning_is_one_line_on_the_command_line(fake_hub, tiny_files, tmp_path):
+    """In a fresh interpreter (pytest records warnings instead of printing them), against the same loopback Hub."""
+    import os
+    import subprocess
+    import sys
+
+    import nibabel as nib
+    import numpy as np
+
+    sha = fake_hub.commit(REPO, {f"t2w/{k}": v for k, v in tiny_files.items()})  # a subfolder: kept in the pinned spec
+    scan = tmp_path / "sub-01_T2w.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((24, 24, 24), dtype=np.float32), np.diag([0.8, 0.8, 0.8, 1])), scan)
+    env = {**os.environ, "HF_HUB_DISABLE_XET": "1"}  # HF_HOME, HF_ENDPOINT, NO_PROXY: set by the fixtures
+    res = subprocess.run([sys.executable, "-m", "mednet_pvs.cli.main", "predict", "-i", str(scan), "-o", str(tmp_path / "out"),
+                          "-m", f"hf://{REPO}/t2w", "--device", "cpu", "--no-tta"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    lines = [line for line in res.stderr.splitlines() if "is not pinned" in line]
+    assert lines == [f"warning: hf://{REPO}/t2w is not pinned: it follows the branch 'main', which now resolves to commit "
+                     f"{sha} and may change; write hf://{REPO}/t2w@{sha} to load exactly these weights every time"], res.stderr
+    assert "Traceback" not in res.stderr and "model:" in res.stderr, res.stderr
