@@ -51,7 +51,7 @@ run the same day gets ``-2``...). Sections (JSON keys):
 on 2 cores shared with other jobs; one torch thread):
 MedNeXt and ResEnc networks of ~20 k parameters (2 tiles per scan), a 48 x 32 x 32 procedural phantom
 unpadded, 32^3 tiles, one repeat, 2 batch scans, the ``tiny_synthetic`` training config (2 channels,
-batch 1, no augmentation) on 2 procedural phantoms made in-process. Every code path above runs, but
+batch 1, no augmentation) on 2 procedural phantoms (made in 2 processes, as the full run). Every code path above runs, but
 its figures are NOT the targets' measurement (the output and the JSON's ``dry_run`` say so). A section that fails is recorded with its error and
 the others still run; the exit status is then 1.
 
@@ -138,7 +138,7 @@ def make_plan(args: argparse.Namespace, device: Any) -> Plan:
                     nets={"mednext_l_k5": ("mednext", tiny_mednext), "nnunet_resenc_m": ("nnunet_resenc_m", tiny_resenc)},
                     patch=(32, 32, 32), batch_scans=args.batch_scans or 2, train_config="tiny_synthetic",
                     cohort_phantom={"anatomy": "procedural", "shape": (32, 32, 32), "contrast": "T2w"},
-                    workers=args.workers or 2, cohort_parts=1, train_warmup=1, train_steps=args.train_steps or 2,
+                    workers=args.workers or 2, cohort_parts=2, train_warmup=1, train_steps=args.train_steps or 2,
                     bench_steps=1, bench_warmup=0,
                     train_overrides={"model": {"network_kwargs": {"n_channels": 2}}, "data": {"batch_size": 1}})
     else:
@@ -548,7 +548,7 @@ def make_cohort_parallel(root: Path, n: int, config: dict, parts: int) -> Path:
 
     parts = max(1, min(parts, n))
     sizes = [n // parts + (k < n % parts) for k in range(parts)]
-    if parts == 1:  # (--tiny) starting a process costs more than the phantoms
+    if parts == 1:
         manifests = [Path(_cohort_part(str(root / "part0"), n, config, 0))]
     else:
         with concurrent.futures.ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as ex:
@@ -672,17 +672,29 @@ def training_with_loader(plan: Plan, cfg: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------- report
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def environment(plan: Plan) -> dict:
+    import lightning
     import monai
     import torch
 
     dev = plan.device
-    env = {"device": dev.type, "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+    env = {"device": dev.type, "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
            "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
-           "monai": monai.__version__, "python": platform.python_version(), "cpu_count": os.cpu_count(),
+           "cudnn_benchmark": torch.backends.cudnn.benchmark, "monai": monai.__version__, "lightning": lightning.__version__,
+           "python": platform.python_version(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
            "torch_threads": torch.get_num_threads(), "host": platform.node()}
     if dev.type == "cuda":
-        env["gpu_memory_gib"] = torch.cuda.get_device_properties(dev).total_memory / 2**30
+        props = torch.cuda.get_device_properties(dev)
+        env.update(gpu_memory_gib=props.total_memory / 2**30, gpu_capability=f"{props.major}.{props.minor}",
+                   gpu_count=torch.cuda.device_count())
     try:
         env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
         env["git_dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
@@ -812,6 +824,9 @@ def main(argv: list[str] | None = None) -> int:
     out_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(f"wrote {out_path} ({results['seconds_total']:.1f} s{', budget ' + str(int(plan.budget_s)) + ' s' if not plan.tiny else ''})"
           + (f"; FAILED sections: {', '.join(failed)}" if failed else ""))
+    if not plan.tiny and results["seconds_total"] > 480:
+        print(f"note: the run took {results['seconds_total'] / 60:.1f} min, over the 8 min it is meant to fit; "
+              "lower --budget-s / --repeats or run --sections in parts")
     return 1 if failed else 0
 
 
