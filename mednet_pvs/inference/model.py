@@ -104,6 +104,8 @@ class PVSModel:
         self._compile_options: dict[str, Any] = {}
         #: on a GPU, choose the tiles per pass from free memory (else the window's batch_size)
         self.auto_batch_size = True
+        #: on a GPU that supports it, run the networks under bfloat16 autocast (False: fp32)
+        self.autocast = True
         self._batch_sizes: dict[tuple, int] = {}
         self._warm = True
         self._check_patch()
@@ -184,7 +186,8 @@ class PVSModel:
             net_input = subject[IMAGE].data
             roi = subject[BRAINMASK].data[0] > 0 if BRAINMASK in subject else foreground_mask(subject, self.preprocessing)
         t_pre = time.perf_counter()
-        probs = sliding_window_predict(self._compiled or self.networks, net_input, window, mask=roi, device=self.device, progress=progress)
+        probs = sliding_window_predict(self._compiled or self.networks, net_input, window, mask=roi, device=self.device,
+                                       autocast=self.autocast, progress=progress)
         t_net = time.perf_counter()
         warmup = not self._warm
         self._warm = True
@@ -212,6 +215,8 @@ class PVSModel:
             "members": len(self.networks),
             "mirror_axes": list(window.mirror_axes),
             "step": window.step,
+            "batch_size": window.batch_size,
+            "precision": self._precision(),
             "pipeline": "device" if on_device else "torchio",
             "compiled": self._compiled is not None,
             "seconds": {"preprocess": t_pre - t0, "network": t_net - t_pre, "total": time.perf_counter() - t0},
@@ -246,6 +251,11 @@ class PVSModel:
         self._compile_options = dict(options)
         self._warm = False
         return self
+
+    def _precision(self) -> str:
+        """``"bf16-autocast"`` where ``predict`` runs the networks so, else ``"fp32"``."""
+        bf16 = self.autocast and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return "bf16-autocast" if bf16 else "fp32"
 
     def _on_device(self, pipeline: str) -> bool:
         """Whether ``predict`` preprocesses on the model's device (see ``pipeline``).
@@ -289,7 +299,7 @@ class PVSModel:
                 "threshold": self.inference.threshold, "min_cluster_mm3": self.inference.min_cluster_mm3,
                 "patch_size": list(window.patch_size), "step": window.step, "sigma_scale": window.sigma_scale,
                 "mirror_axes": list(window.mirror_axes), "device": self.device.type,
-                "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
+                "precision": self._precision(),
             },
         }
 

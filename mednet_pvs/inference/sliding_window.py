@@ -230,7 +230,7 @@ def sliding_window_predict(
             sliding-window implementations).
         activation: how logits become probabilities (``softmax`` over K classes, or ``sigmoid``).
         device: where the networks run (default: the image's device).
-        autocast: use bfloat16 autocast on CUDA.
+        autocast: use bfloat16 autocast on CUDA GPUs that support it (fp32 elsewhere).
         progress: called as ``progress(done_tiles, total_tiles)``.
 
     Returns:
@@ -265,7 +265,7 @@ def sliding_window_predict(
     gauss = gaussian_importance_map(patch, config.sigma_scale, device=device)
     flips = _flip_sets(config.mirror_axes)
     n_pass = len(nets) * len(flips)
-    use_autocast = autocast and device.type == "cuda"
+    use_autocast = autocast and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     # Softmax probabilities need no background buffer while stitching (background = 1 - sum of
     # the others), so channel 0 of the accumulator holds the tile weights: exactly one

@@ -53,3 +53,9 @@ def test_auto_is_torchio_on_the_cpu_and_bad_choices_are_named(model, phantom):
     assert pred.info["pipeline"] == "torchio"
     with pytest.raises(ConfigError, match="pipeline must be"):
         model.predict((phantom.image, phantom.affine), pipeline="gpu")
+
+
+def test_info_records_tiles_per_pass_and_precision(model, phantom):
+    pred = model.predict((phantom.image, phantom.affine), tta=False)
+    assert pred.info["batch_size"] == model.inference.window.batch_size and pred.info["precision"] == "fp32"
+    assert model.provenance()["settings"]["precision"] == "fp32"
