@@ -375,7 +375,9 @@ def safe_case_id(text: str) -> str:
 
 
 def check_output_dir(path: PathType) -> Path:
-    """Make sure ``path`` can take outputs *before* any work is done: create it, try a write.
+    """Make sure ``path`` can take outputs *before* any work is done, without creating it (the
+    writers create it; a run refused later leaves nothing behind): it is a folder or can become
+    one, and the folder it is or would be made in takes a test write.
 
     Returns:
         The folder.
@@ -386,16 +388,18 @@ def check_output_dir(path: PathType) -> Path:
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
         raise InputError(p, "output folder is an existing file; give a folder")
+    base = p.absolute()
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise InputError(p, f"output folder cannot be created: {base} is a file")
     try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(p, f"output folder cannot be created ({e.strerror or e})") from None
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".mednet-pvs-write-check.", dir=p)
+        fd, probe = tempfile.mkstemp(prefix=".mednet-pvs-write-check.", dir=base)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise InputError(p, f"output folder is not writable ({e.strerror or e})") from None
+        where = "output folder is not writable" if base == p.absolute() else f"output folder cannot be created: {base} is not writable"
+        raise InputError(p, f"{where} ({e.strerror or e})") from None
     return p
 
 
