@@ -103,7 +103,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("kind, key, value, said", CASES, ids=[f"{k}={v!r}"[:60] for _, k, v, _ in CASES])
+@pytest.mark.parametrize("kind, key, value, said", CASES, ids=[(f"{k}={v!r}" if v is not MISSING else f"{k} missing")[:60] for _, k, v, _ in CASES])  # ids the same in every xdist worker
 def test_bad_value_is_one_line_naming_the_file_and_the_key(bundles, tmp_path, kind, key, value, said):
     folder = _write_variant(bundles[kind], tmp_path / "b", key, value)
     with pytest.raises(InputError) as info:
