@@ -361,7 +361,7 @@ def safe_case_id(text: str) -> str:
     parts = re.split(r"[/\\]+", stripped)
     if not stripped:
         reason = "is empty"
-    elif stripped.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", stripped):
+    elif stripped.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[/\\]", stripped):
         reason = "is an absolute path: outputs would be written outside the output folder"
     elif any(p in (".", "..") for p in parts):
         reason = "has a '.' or '..' component: outputs would be written outside the output folder"

@@ -187,3 +187,15 @@ def test_atomic_write_uses_normal_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_safe_case_id_joins_nested_ids_and_refuses_escapes():
+    from mednet_pvs.errors import InputError
+    from mednet_pvs.io import safe_case_id
+
+    assert safe_case_id("site1/sub-01") == "site1_sub-01"
+    assert safe_case_id("sub 01:ses 2") == "sub_01_ses_2"
+    assert safe_case_id("A:001") == "A_001", "a colon is not a drive letter unless a separator follows"
+    for bad in ("../x", "/tmp/x", "C:\\x", "D:/x", ".hidden", "a/./b", "", "x" * 201):
+        with pytest.raises(InputError):
+            safe_case_id(bad)
