@@ -17,6 +17,24 @@ import typer
 
 from mednet_pvs.errors import MednetError
 
+def _flags_show_no_type() -> None:
+    """typer 0.29's help shows ``<bool>`` beside flags that take no value (``--save-probs <bool>``),
+    which reads as if a value were expected; a flag's help cell shows no type here."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_mednet_flags", False):
+        return
+
+    def display_type_rich(self, ctx):  # noqa: ANN001, ANN202 - typer's signature
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._mednet_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
+
 app = typer.Typer(
     name="mednet-pvs",
     help="Segment enlarged perivascular spaces (PVS) in brain MRI.",
