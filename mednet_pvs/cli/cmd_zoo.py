@@ -11,6 +11,8 @@ def register(app: typer.Typer) -> None:
     @app.command("models")
     def models(
         name: Optional[str] = typer.Argument(None, help="A model name (show its details) or a wildcard pattern such as 'mednet-*'."),
+        as_json: bool = typer.Option(False, "--json", help="Print the list as JSON (one object per model)."),
+        as_csv: bool = typer.Option(False, "--csv", help="Print the list as CSV (one row per model)."),
     ) -> None:
         """List the registered models: contrast, network, reported figures, where the weights come from."""
         from rich.console import Console
@@ -19,20 +21,33 @@ def register(app: typer.Typer) -> None:
         from mednet_pvs.errors import ConfigError
         from mednet_pvs.zoo.catalog import find_entry, model_entries, unknown_name_message
 
+        if as_json and as_csv:
+            raise ConfigError("give --json or --csv, not both")
         console = Console(soft_wrap=True)
         entry = find_entry(name) if name and not any(c in name for c in "*?[") else None
-        if entry is not None:
+        if entry is not None and not (as_json or as_csv):
             _show_entry(console, entry)
             return
-        entries = model_entries(name or "*")
+        entries = [entry] if entry is not None else model_entries(name or "*")
         if name and not entries:
             raise ConfigError(unknown_name_message(name))
+        rows = [e.summary_row() for e in entries]
+        if as_json or as_csv:
+            _print_rows(rows, "json" if as_json else "csv")
+            return
+        if console.width < 100:  # a narrow terminal or a pipe (80 columns): one block per model
+            for row in rows:
+                console.print(f"[bold]{row['name']}[/]  {row['contrast']}  {row['network']}", highlight=False)
+                for key in ("regions", "validation", "weights"):
+                    if row[key]:
+                        console.print(f"    {key}: {row[key]}", highlight=False)
+            console.print("Details: mednet-pvs models <name>. Load: load_pretrained('<name>') or mednet-pvs predict -m <name>.")
+            return
         table = Table(title="mednet-pvs models")
         table.add_column("name", no_wrap=True)
         for col in ("contrast", "network", "regions", "validation (reported)", "weights"):
             table.add_column(col)
-        for e in entries:
-            row = e.summary_row()
+        for row in rows:
             table.add_row(row["name"], row["contrast"], row["network"], row["regions"], row["validation"], row["weights"])
         console.print(table)
         console.print("Details: mednet-pvs models <name>. Load: load_pretrained('<name>') or mednet-pvs predict -m <name>.")
@@ -77,6 +92,20 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]warning:[/] {w}", highlight=False)
         console.print(f"wrote {out} (config.json, model.safetensors, README.md); load it with load_pretrained('{out}') "
                       f"or mednet-pvs predict -m {out}", highlight=False)
+
+
+def _print_rows(rows: list[dict], fmt: str) -> None:
+    """Rows as JSON (a list of objects) or CSV (a header, then one line each) on stdout."""
+    import csv
+    import json
+    import sys
+
+    if fmt == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _show_entry(console, entry) -> None:  # noqa: ANN001 - rich Console, ZooEntry

@@ -23,6 +23,27 @@ def test_models_lists_the_registry(capsys, monkeypatch):
     assert "mednet-pvs-t1w" in out and "frangi" not in out
 
 
+def test_models_at_80_columns_and_as_json_or_csv(capsys, monkeypatch):
+    import csv
+    import io
+    import json
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "┃" not in out and "│" not in out, "no table squeezed into 80 columns"
+    assert "mednet-pvs-t2w  T2w" in out and "    validation: voxel Dice WM 0.88" in out, "one block per model, not a squeezed table"
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in rows} >= {"mednet-pvs-t2w", "frangi-t2w"} and all("weights" in r for r in rows)
+    assert main(["models", "mednet-*", "--csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert table and all(r["name"].startswith("mednet-") for r in table) and "contrast" in table[0]
+    assert main(["models", "frangi-t2w", "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["frangi-t2w"]
+    assert main(["models", "--json", "--csv"]) == 1 and "not both" in capsys.readouterr().err
+
+
 def test_models_name_shows_how_to_get_the_weights(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "300")
     assert main(["models", "mednet-pvs-t2w"]) == 0
