@@ -18,22 +18,22 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from mednet_pvs.cli.tables import output_format, print_rows
         from mednet_pvs.errors import ConfigError
         from mednet_pvs.zoo.catalog import find_entry, model_entries, unknown_name_message
 
-        if as_json and as_csv:
-            raise ConfigError("give --json or --csv, not both")
+        fmt = output_format(as_json, as_csv)
         console = Console(soft_wrap=True)
         entry = find_entry(name) if name and not any(c in name for c in "*?[") else None
-        if entry is not None and not (as_json or as_csv):
+        if entry is not None and fmt == "table":
             _show_entry(console, entry)
             return
         entries = [entry] if entry is not None else model_entries(name or "*")
         if name and not entries:
             raise ConfigError(unknown_name_message(name))
         rows = [e.summary_row() for e in entries]
-        if as_json or as_csv:
-            _print_rows(rows, "json" if as_json else "csv")
+        if fmt != "table":
+            print_rows(rows, fmt)
             return
         if console.width < 100:  # a narrow terminal or a pipe (80 columns): one block per model
             for row in rows:
@@ -92,20 +92,6 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]warning:[/] {w}", highlight=False)
         console.print(f"wrote {out} (config.json, model.safetensors, README.md); load it with load_pretrained('{out}') "
                       f"or mednet-pvs predict -m {out}", highlight=False)
-
-
-def _print_rows(rows: list[dict], fmt: str) -> None:
-    """Rows as JSON (a list of objects) or CSV (a header, then one line each) on stdout."""
-    import csv
-    import json
-    import sys
-
-    if fmt == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
 
 
 def _show_entry(console, entry) -> None:  # noqa: ANN001 - rich Console, ZooEntry

@@ -61,3 +61,24 @@ def test_unexpected_error_is_one_line_and_the_others_are_checked(files, capsys, 
     out, err = capsys.readouterr()
     assert "16x12x16" in out
     assert err.strip().splitlines() == [f"error: {a}: TypeError: data type not understood second line"]
+
+
+def test_info_json_and_csv_for_programs(tmp_path, capsys):
+    import csv
+    import io
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    good = tmp_path / "good.nii.gz"
+    nib.save(nib.Nifti1Image(np.arange(8 * 9 * 10, dtype=np.float32).reshape(8, 9, 10), np.diag([0.5, 1, 2, 1])), good)
+    assert main(["info", str(good), "--json"]) == 0
+    (rec,) = json.loads(capsys.readouterr().out)
+    assert rec["shape"] == [8, 9, 10] and rec["spacing_mm"] == [0.5, 1.0, 2.0] and rec["orientation"] == "RAS" and rec["max"] == 719.0
+    missing = tmp_path / "missing.nii.gz"
+    assert main(["info", str(good), str(missing), "--csv"]) == 1
+    out = capsys.readouterr()
+    (row,) = list(csv.DictReader(io.StringIO(out.out)))
+    assert row["shape"] == "8x9x10" and row["file"] == str(good)
+    assert f"error: {missing}" in out.err, "bad files still go to stderr, one line each"
