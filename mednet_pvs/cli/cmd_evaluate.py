@@ -12,6 +12,10 @@ SHOWN = (
 )
 
 
+#: Fewer cases than this make Pearson r and ICC(3,1) meaningless (2 points always correlate perfectly).
+MIN_AGREEMENT_CASES = 3
+
+
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate_cmd(
@@ -54,6 +58,10 @@ def register(app: typer.Typer) -> None:
             for name, a in summary["agreement"].items():
                 agree.add_row(name, _fmt(a["pearson_r"]), _fmt(a["icc31"]), str(a["n"]))
             console.print(agree)
+            few = min(a["n"] for a in summary["agreement"].values())
+            if few < MIN_AGREEMENT_CASES:
+                typer.secho(f"warning: burden agreement over {few} case(s): Pearson r and ICC need at least "
+                            f"{MIN_AGREEMENT_CASES} cases to mean anything; read them as not measured", err=True, fg="yellow")
         for f in summary["failed"]:
             console.print(f"[red]{escape(f['case_id'])}[/red]: {f['status']}: {escape(f['error'])}", highlight=False, soft_wrap=True)
         console.print(f"wrote {paths['per_case']}, {paths['summary_csv']}, {paths['summary_json']}", highlight=False, soft_wrap=True)

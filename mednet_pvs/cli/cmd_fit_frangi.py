@@ -6,6 +6,10 @@ from pathlib import Path
 import typer
 
 
+#: A fitted Dice below this is reported with a warning: the baseline found (almost) nothing.
+NEAR_ZERO_DICE = 0.1
+
+
 def register(app: typer.Typer) -> None:
     @app.command("fit-frangi")
     def fit_frangi_cmd(
@@ -21,3 +25,6 @@ def register(app: typer.Typer) -> None:
         model, fit = fit_frangi(data, contrast)
         model.save_pretrained(out)
         typer.echo(f"threshold {model.config.threshold:.4g}: mean training Dice {fit.best_dice:.3f} over {len(fit.dice)} case(s); wrote {out}")
+        if fit.best_dice < NEAR_ZERO_DICE:
+            typer.secho(f"warning: the best Frangi Dice on this cohort is {fit.best_dice:.3f}: the filter barely finds these PVS "
+                        "(e.g. bright CSF and vessels respond like tubes); treat it as a floor, not a segmenter", err=True, fg="yellow")

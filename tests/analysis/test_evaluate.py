@@ -137,8 +137,10 @@ def test_outputs_are_strict_json_and_csv(cohort, tmp_path):
 def test_cli_evaluate(cohort, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main(["evaluate", "--pred", str(cohort / "pred"), "--ref", str(cohort / "ref"), "--regions", str(cohort / "regions"), "-o", str(out)])
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert rc == 1  # two cases could not be evaluated
+    assert "warning: burden agreement over 2 case(s)" in captured.err, "r and ICC over 2 cases are not printed bare"
     assert {p.name for p in out.iterdir()} == {"per_case.csv", "summary.csv", "summary.json"}
     assert "cluster_dice" in text and "bg_dice" in text and "missing_pred" in text and "ICC" in text
     # All pairs present: exit 0.
