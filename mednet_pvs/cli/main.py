@@ -22,8 +22,8 @@ def _flags_show_no_type() -> None:
     which reads as if a value were expected; a flag's help cell shows no type here."""
     from typer.core import TyperOption
 
-    shown = TyperOption.display_type_rich
-    if getattr(shown, "_mednet_flags", False):
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_mednet_flags", False):  # another typer version, or done already
         return
 
     def display_type_rich(self, ctx):  # noqa: ANN001, ANN202 - typer's signature
