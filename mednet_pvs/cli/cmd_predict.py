@@ -10,7 +10,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
-        inputs: Path = typer.Option(..., "-i", "--input", help="A NIfTI scan, a folder of scans, a manifest .csv/.tsv or a BIDS-like folder."),
+        inputs: Path = typer.Option(..., "-i", "--input", help="A NIfTI scan, a folder of scans, a DICOM folder (converted with dcm2niix into <out>/converted), a manifest .csv/.tsv or a BIDS-like folder."),
         outdir: Path = typer.Option(..., "-o", "--out", help="Output folder (one subfolder per case, plus summary.csv)."),
         model: str = typer.Option(..., "-m", "--model", help="A registry name (mednet-pvs models), hf://owner/repo@<commit>, a model folder, or an nnU-Net v1 result folder."),
         device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
@@ -25,11 +25,13 @@ def register(app: typer.Typer) -> None:
         max_anisotropy: float = typer.Option(8.0, "--max-anisotropy", min=1.0, help="Largest coarsest/finest voxel size ratio accepted."),
         compile_: bool = typer.Option(False, "--compile", help="torch.compile the networks (pays minutes of compilation once per run; then faster)."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only failed cases and the final line (no progress)."),
+        layout: str = typer.Option("flat", "--layout", help="Output layout: flat (a folder per case) or bids (BIDS derivatives: sub-*/[ses-*/]anat/*_desc-pvs_mask.nii.gz, dataset_description.json, phenotype/pvs_burden.tsv)."),
     ) -> None:
         """Segment PVS, write masks, stats and a summary; cases already done are skipped."""
         from rich.console import Console
 
         from mednet_pvs.inference.batch import collect_inputs, parse_shard, predict_batch, select_shard
+        from mednet_pvs.inference.outputs import LAYOUTS
         from mednet_pvs.zoo import load_pretrained
 
         from mednet_pvs.cli.progress import progress_display
@@ -39,7 +41,9 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True, soft_wrap=True)
         shard_kn = parse_shard(shard)
         check_output_dir(outdir)
-        cases = collect_inputs(inputs, regions=regions, brainmask=brainmask)
+        if layout not in LAYOUTS:
+            raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+        cases = collect_inputs(inputs, regions=regions, brainmask=brainmask, converted=Path(outdir) / "converted")
         todo = select_shard(cases, shard_kn)
         net = load_pretrained(model, device=device)
         if compile_:
@@ -53,11 +57,12 @@ def register(app: typer.Typer) -> None:
             report = predict_batch(
                 cases, outdir, net, tta=tta, step=step, save_probs=save_probs, preview=preview,
                 overwrite=overwrite, shard=shard_kn, on_case=show.case, on_tile=None if quiet else show.tile,
-                max_anisotropy=max_anisotropy, model_source=model,
+                max_anisotropy=max_anisotropy, model_source=model, layout=layout,
             )
         console.print(
             f"{len(report.done)} done, {len(report.skipped)} skipped (already done), {len(report.failed)} failed"
-            f" in {report.seconds['total']:.1f} s" + (f"; summary: {report.summary}" if report.summary else "")
+            + (f", {len(report.excluded)} not segmented (not 3D anatomical scans)" if report.excluded else "")
+            + f" in {report.seconds['total']:.1f} s" + (f"; summary: {report.summary}" if report.summary else "")
         )
         if report.failed:
             raise typer.Exit(1)

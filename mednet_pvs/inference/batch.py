@@ -11,19 +11,36 @@ skipped on the next run). One case's failure is recorded and the others
 go on. ``shard=(k, n)`` keeps every n-th case starting at the k-th (1-based) of the sorted list,
 so n processes (a SLURM array) share one input list without overlap or clashes; each writes its
 own ``summary[_shard-k-of-n].csv``.
+
+DICOM: ``collect_inputs("dicom/", converted="out/converted")`` converts every series under the
+folder with dcm2niix (:mod:`mednet_pvs.data.dicom`) into ``out/converted/<case>.nii.gz`` with
+dcm2niix's JSON sidecar ``<case>.json``; series that are not 3D anatomical scans (localizers,
+single slices, derived images, 4D, series dcm2niix could not stack) become cases with a ``skip``
+reason, listed in the summary as ``skipped`` with that reason and not predicted.
+
+``layout="bids"`` writes a BIDS derivative dataset instead of one folder per case
+(:meth:`~mednet_pvs.inference.outputs.CaseOutputs.bids`, :func:`outputs_for`): outputs named after
+the input's BIDS entities under ``sub-*/[ses-*/]anat/``, ``dataset_description.json`` and the
+cohort table ``pvs_burden.tsv``; ``summary.csv`` and ``run.json`` are written as in the flat layout.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mednet_pvs.data.cases import REGION_COLUMNS
 from mednet_pvs.errors import ConfigError, InputError, MednetError
-from mednet_pvs.inference.outputs import CaseOutputs
+from mednet_pvs.inference.outputs import (
+    LAYOUTS,
+    CaseOutputs,
+    bids_fallback_prefix,
+    bids_prefix,
+    write_bids_dataset,
+)
 from mednet_pvs.io import MAX_ANISOTROPY, PathType, load_image, safe_case_id
 
 NIFTI = re.compile(r"\.(nii|nii\.gz|mgz)$", re.IGNORECASE)
@@ -31,12 +48,20 @@ NIFTI = re.compile(r"\.(nii|nii\.gz|mgz)$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class CaseInput:
-    """One scan to segment: an id (used for output names), the image, optional masks."""
+    """One scan to segment: an id (used for output names), the image, optional masks.
+
+    ``subject``/``session`` are a manifest's or BIDS folder's labels (BIDS layout names);
+    ``skip`` is why an input is not segmented (a DICOM series that is not a 3D anatomical scan):
+    such a case is listed in the summary as skipped with that reason.
+    """
 
     case_id: str
     image: Path
     brainmask: Path | None = None
     regions: Path | None = None
+    subject: str | None = None
+    session: str | None = None
+    skip: str | None = None
 
 
 @dataclass
@@ -46,6 +71,8 @@ class BatchReport:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    #: inputs not segmented (id -> why: e.g. a DICOM localizer); not failures.
+    excluded: dict[str, str] = field(default_factory=dict)
     summary: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -62,31 +89,39 @@ def _stem(path: Path) -> str:
         raise InputError(path, e.problem) from None
 
 
-def collect_inputs(source: PathType, *, regions: PathType | None = None, brainmask: PathType | None = None) -> list[CaseInput]:
-    """Turn a file, a folder of NIfTI files, a manifest or a BIDS-like folder into cases.
+def collect_inputs(source: PathType, *, regions: PathType | None = None, brainmask: PathType | None = None,
+                   converted: PathType | None = None) -> list[CaseInput]:
+    """Turn a file, a folder of NIfTI files, a DICOM folder, a manifest or a BIDS-like folder into cases.
 
     Args:
-        source: a NIfTI file; a folder of ``*.nii[.gz]`` files; a ``.csv``/``.tsv`` manifest or a
+        source: a NIfTI file; a folder of ``*.nii[.gz]`` files; a DICOM series folder or a folder
+            of them (any depth; converted into ``converted``); a ``.csv``/``.tsv`` manifest or a
             folder holding one / laid out as ``sub-*/anat`` (labels not needed).
         regions: region map(s) for per-region burden: a file (single input) or a folder whose
             files start with the case id (e.g. ``sub-01_aseg.nii.gz``).
         brainmask: a brain mask file (single input only; manifests have a ``brainmask`` column).
+        converted: DICOM input only: the folder for the converted scans and their sidecars
+            (``<case>.nii.gz`` + ``<case>.json``; the CLI uses ``<out>/converted``).
 
     Returns:
-        Cases sorted by id.
+        Cases sorted by id (DICOM series that are not 3D anatomical scans with their ``skip`` reason).
     """
     from mednet_pvs.data.cases import load_cases
+    from mednet_pvs.data.dicom import is_dicom_file
 
     src = Path(source).expanduser()
     if not src.exists():
-        raise InputError(src, "not found (give a NIfTI file, a folder of them, or a manifest)")
+        raise InputError(src, "not found (give a NIfTI file, a folder of them, a DICOM folder, or a manifest)")
+    if src.is_file() and is_dicom_file(src):
+        raise InputError(src, "is one DICOM file: give the folder of its series (or a folder of series)")
     if src.is_file() and NIFTI.search(src.name):
         cases = [CaseInput(_stem(src), src, Path(brainmask) if brainmask else None)]
     elif src.is_dir() and not ((src / "manifest.csv").exists() or (src / "manifest.tsv").exists() or any(p.is_dir() for p in src.glob("sub-*"))):
         files = sorted(p for p in src.iterdir() if p.is_file() and NIFTI.search(p.name))
-        if not files:
-            raise InputError(src, "folder holds no .nii/.nii.gz files")
-        cases = [CaseInput(_stem(p), p) for p in files]
+        if files:
+            cases = [CaseInput(_stem(p), p) for p in files]
+        else:
+            cases = _dicom_inputs(src, converted)
     else:
         cases = []
         for c in load_cases(src, require_label=False):
@@ -96,9 +131,12 @@ def collect_inputs(source: PathType, *, regions: PathType | None = None, brainma
             region_path = None if region_col is None else Path(region_col).expanduser()
             if region_path is not None and not region_path.is_absolute():
                 region_path = (src.parent if src.is_file() else src) / region_path
-            cases.append(CaseInput(c.key, Path(c.images[0]), c.brainmask, region_path))
-    if brainmask and len(cases) > 1:
+            cases.append(CaseInput(c.key, Path(c.images[0]), c.brainmask, region_path, subject=c.subject, session=c.session))
+    scans = [c for c in cases if c.skip is None]
+    if brainmask and len(scans) > 1:
         raise InputError(brainmask, "a single brain mask file was given for several inputs; use a manifest's brainmask column")
+    if brainmask and scans:
+        cases = [replace(c, brainmask=Path(brainmask)) if c is scans[0] else c for c in cases]
     ids = [c.case_id for c in cases]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
@@ -110,17 +148,29 @@ def collect_inputs(source: PathType, *, regions: PathType | None = None, brainma
 
 def _attach_regions(cases: list[CaseInput], regions: Path) -> list[CaseInput]:
     if regions.is_file():
-        if len(cases) != 1:
+        if sum(c.skip is None for c in cases) != 1:
             raise InputError(regions, "one region map was given for several inputs; give a folder of <case id>*.nii.gz")
-        return [CaseInput(cases[0].case_id, cases[0].image, cases[0].brainmask, regions)]
+        return [c if c.skip else replace(c, regions=regions) for c in cases]
     if not regions.is_dir():
         raise InputError(regions, "region map not found")
     files = sorted(p for p in regions.iterdir() if NIFTI.search(p.name))
     out = []
     for c in cases:
         match = [p for p in files if p.name.startswith(c.case_id)]
-        out.append(CaseInput(c.case_id, c.image, c.brainmask, match[0] if match else None))
+        out.append(replace(c, regions=match[0] if match else None))
     return out
+
+
+def _dicom_inputs(src: Path, converted: PathType | None) -> list[CaseInput]:
+    """The cases of a DICOM folder: its series converted into ``converted`` (:func:`~mednet_pvs.data.dicom.convert_dicom`)."""
+    from mednet_pvs.data.dicom import convert_dicom, find_dicom_folders
+
+    if not find_dicom_folders(src):
+        raise InputError(src, "folder holds no .nii/.nii.gz files and no DICOM files")
+    if converted is None:
+        raise InputError(src, "holds DICOM series: give converted=<folder> for the converted scans (the CLI uses <out>/converted)")
+    return [CaseInput(s.case_id, s.nifti if s.nifti is not None else s.folder, skip=s.skip)
+            for s in convert_dicom(src, converted)]
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -145,6 +195,46 @@ def select_shard(cases: Sequence[CaseInput], shard: tuple[int, int] | None) -> l
 def case_outputs(outdir: PathType, case_id: str) -> CaseOutputs:
     """A batch case's outputs: the folder ``<outdir>/<case_id>/`` (``case_outputs(out, cid)["mask"]``)."""
     return CaseOutputs(Path(outdir) / case_id, case_id)
+
+
+def outputs_for(cases: Sequence[CaseInput], outdir: PathType, layout: str = "flat") -> dict[str, CaseOutputs]:
+    """Each case's :class:`~mednet_pvs.inference.outputs.CaseOutputs` in ``layout``, by case id
+    (cases with a ``skip`` reason have none).
+
+    ``flat``: :func:`case_outputs`. ``bids``: named by
+    :func:`~mednet_pvs.inference.outputs.bids_prefix` (the input file's BIDS entities, else the
+    manifest's subject/session); inputs without them are named ``sub-<case id without
+    non-alphanumerics>``, with one warning naming them.
+
+    Raises:
+        ConfigError: an unknown layout.
+        InputError: two inputs would get the same BIDS names (nothing is written).
+    """
+    import warnings
+
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    scans = [c for c in cases if c.skip is None]
+    if layout == "flat":
+        return {c.case_id: case_outputs(outdir, c.case_id) for c in scans}
+    prefixes: dict[str, str] = {}
+    unnamed: list[str] = []
+    for c in scans:
+        prefix = bids_prefix(c.image, subject=c.subject, session=c.session)
+        if prefix is None:
+            prefix = bids_fallback_prefix(c.case_id)
+            unnamed.append(f"{c.case_id} -> {prefix}")
+        prefixes[c.case_id] = prefix
+    seen: dict[str, str] = {}
+    for cid, prefix in sorted(prefixes.items()):
+        if prefix in seen:
+            raise InputError(outdir, f"inputs {seen[prefix]} and {cid} would both be written as {prefix} in the BIDS layout; "
+                                     "give them distinct BIDS entities (ses-, acq-, run-) or use the flat layout")
+        seen[prefix] = cid
+    if unnamed:
+        warnings.warn(f"{len(unnamed)} input(s) without BIDS entities (sub-<label>[_ses-<label>]_<suffix>.nii.gz) named from their case id: "
+                      + ", ".join(unnamed[:5]) + (" ..." if len(unnamed) > 5 else ""), stacklevel=2)
+    return {cid: CaseOutputs.bids(outdir, prefix) for cid, prefix in prefixes.items()}
 
 
 def input_provenance(case: CaseInput) -> dict[str, dict[str, str]]:
@@ -210,6 +300,7 @@ def predict_batch(
     model_source: str | None = None,
     overlap_io: bool = True,
     on_tile: Callable[[str, int, int], None] | None = None,
+    layout: str = "flat",
 ) -> BatchReport:
     """Segment every case, write its outputs, and a summary CSV of all cases of this shard.
 
@@ -223,13 +314,16 @@ def predict_batch(
         overwrite: redo cases already done.
         shard: ``(k, n)``: only this process's share of the cases.
         on_case: called as ``on_case(case_id, status, message)`` with status ``done``,
-            ``skipped`` or ``failed`` (progress display).
+            ``skipped`` (already done, or an input not segmented: its reason) or ``failed``
+            (progress display).
         max_anisotropy: largest coarsest/finest voxel size ratio accepted (``None``: any).
         model_source: how the model was named (recorded in each case's provenance, not compared).
         overlap_io: read the next case and write the previous one while the model works on this
             one (two threads); ``False``: one step at a time. The outputs are the same.
         on_tile: called as ``on_tile(case_id, done_tiles, total_tiles)`` while a case is
             predicted (progress inside a case).
+        layout: ``"flat"`` (a folder per case) or ``"bids"`` (a BIDS derivative dataset:
+            :func:`outputs_for`, :func:`~mednet_pvs.inference.outputs.write_bids_dataset`).
 
     Returns:
         :class:`BatchReport`.
@@ -245,21 +339,29 @@ def predict_batch(
     t0 = time.perf_counter()
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     run = run_provenance(model, tta=tta, step=step, source=model_source)
-    todo, skip = _plan(select_shard(cases, shard), out, run, overwrite=overwrite, save_probs=save_probs, preview=preview)
+    outputs = outputs_for(cases, out, layout)  # all cases: names clash-checked across shards
+    mine = select_shard(cases, shard)
+    todo, skip = _plan([c for c in mine if c.skip is None], outputs, run, overwrite=overwrite, save_probs=save_probs, preview=preview)
     rows: dict[str, dict[str, Any]] = {cid: summary_row(stats, cid) for cid, stats in skip.items()}
     for cid in skip:
         report.skipped.append(cid)
         if on_case:
             on_case(cid, "skipped", "already done with this model and settings")
+    for case in (c for c in mine if c.skip is not None):
+        report.excluded[case.case_id] = case.skip
+        rows[case.case_id] = {"case_id": case.case_id, "status": "skipped", "reason": case.skip}
+        if on_case:
+            on_case(case.case_id, "skipped", f"not segmented: {case.skip}")
 
     def read(case: CaseInput) -> Any:
         return load_image(case.image, max_anisotropy=max_anisotropy)
 
     def write(case: CaseInput, pred: Any) -> Any:
         burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=case.regions)
-        case_outputs(out, case.case_id).write(
+        outputs[case.case_id].write(
             pred.scan, pred.mask, probabilities=pred.probabilities, save_probabilities=save_probs, burden=burden,
-            preview=preview, title=f"{case.case_id}: {burden.count} PVS", provenance={**run, "inputs": input_provenance(case)})
+            preview=preview, title=f"{case.case_id}: {burden.count} PVS", provenance={**run, "inputs": input_provenance(case)},
+            sources=[Path(case.image).absolute().as_uri()])
         return burden
 
     def finish(case: CaseInput, result: Future) -> None:
@@ -307,10 +409,12 @@ def predict_batch(
     if rows:
         ordered = [{"case_id": cid, "status": "ok", **r} if "status" not in r else r for cid, r in sorted(rows.items())]
         report.summary = write_summary(ordered, out / f"summary{tag}.csv")
+        if layout == "bids":
+            write_bids_dataset(out, run, _bids_rows(ordered, outputs), table=f"phenotype/pvs_burden{tag}.tsv")
     report.seconds["total"] = time.perf_counter() - t0
     write_json({"provenance": run, "started": started, "seconds": round(report.seconds["total"], 3), "shard": list(shard) if shard else None,
-                "outputs": {"probabilities": save_probs, "preview": preview}, "done": report.done, "skipped": report.skipped,
-                "failed": report.failed}, out / f"run{tag}.json")
+                "outputs": {"probabilities": save_probs, "preview": preview, "layout": layout}, "done": report.done,
+                "skipped": report.skipped, "failed": report.failed, "excluded": report.excluded}, out / f"run{tag}.json")
     return report
 
 
@@ -328,7 +432,22 @@ def _now(fn: Callable[..., Any], *args: Any) -> Future:
     return f
 
 
-def _plan(cases: Sequence[CaseInput], out: Path, run: dict[str, Any], *, overwrite: bool, save_probs: bool,
+def _bids_rows(rows: Sequence[dict[str, Any]], outputs: dict[str, CaseOutputs]) -> list[dict[str, Any]]:
+    """The cohort table's rows: the summary's rows of cases with BIDS names, ``participant_id``
+    (and ``session_id`` when any case has a session) first."""
+    out = []
+    for row in rows:
+        if row["case_id"] not in outputs:  # an input not segmented: in summary.csv only
+            continue
+        entities = dict(part.split("-", 1) for part in outputs[row["case_id"]].case_id.split("_"))
+        out.append({"participant_id": f"sub-{entities['sub']}", "session_id": f"ses-{entities['ses']}" if "ses" in entities else None, **row})
+    if not any(r["session_id"] for r in out):
+        for r in out:
+            del r["session_id"]
+    return out
+
+
+def _plan(cases: Sequence[CaseInput], outs: dict[str, CaseOutputs], run: dict[str, Any], *, overwrite: bool, save_probs: bool,
           preview: bool) -> tuple[list[CaseInput], dict[str, dict[str, Any]]]:
     """Split cases into those to compute and those already done by this model with these settings
     (``{case id: stats}``). A result made differently refuses the whole run before any work."""
@@ -337,7 +456,7 @@ def _plan(cases: Sequence[CaseInput], out: Path, run: dict[str, Any], *, overwri
     skip: dict[str, dict[str, Any]] = {}
     clashes: list[tuple[Path, str]] = []
     for case in cases:
-        outputs = case_outputs(out, case.case_id)
+        outputs = outs[case.case_id]
         if overwrite or not outputs.done():
             todo.append(case)
             continue
