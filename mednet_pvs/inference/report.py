@@ -271,10 +271,11 @@ def write_report(
     if dest.absolute().resolve().is_relative_to(src.resolve()):
         raise InputError(dest, f"is inside the predict output folder {src}, which the report never modifies; write it elsewhere (-o)")
     rows = read_summaries(src)
+    ids = _case_ids(src, rows)
+    site_of, site_note = assign_sites(ids, source=sites) if sites is not None else ({}, "")  # a bad table fails before any work
     runs = read_runs(src)
     run = runs[0] if runs else None
     by_id = {r["case_id"]: r for r in rows if r.get("case_id")}
-    ids = _case_ids(src, rows)
     cases: list[CaseQC] = []
     scans: list[Path | None] = []
     for i, cid in enumerate(ids, 1):
@@ -283,7 +284,8 @@ def write_report(
         scans.append(scan)
         if on_case is not None:
             on_case(cid, i, len(ids))
-    site_of, site_note = assign_sites(ids, source=sites, images=scans)
+    if sites is None:
+        site_of, site_note = assign_sites(ids, images=scans)
     for qc in cases:
         qc.site = site_of.get(qc.case_id, "unknown")
     notes = [site_note, flag_outliers(cases, outlier_z)]
