@@ -3,8 +3,8 @@
     write_report("out/", "report.html")          # mednet-pvs report out/ -o report.html
 
 Reads ``summary*.csv`` and ``run*.json`` (one per shard) and each case's files through
-:func:`~mednet_pvs.inference.batch.case_outputs` (:class:`~mednet_pvs.inference.outputs.CaseOutputs`
-owns the names), finds each case's input scan from the provenance stored with its result, and
+:class:`~mednet_pvs.inference.outputs.CaseOutputs` (which owns the names: a folder per case, or
+the BIDS derivative layout of ``predict --layout bids``), finds each case's input scan from the provenance stored with its result, and
 hands :mod:`mednet_pvs.viz.report` the cases to draw. The folder is only read.
 
 This module sits in ``inference`` (not ``viz``) because it reads predict's output layout, which
@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from mednet_pvs.errors import InputError, MednetError
-from mednet_pvs.inference.batch import case_outputs, provenance_difference
+from mednet_pvs.inference.batch import NIFTI, case_outputs, provenance_difference
+from mednet_pvs.inference.outputs import (
+    BIDS_TABLE,
+    LAYOUTS,
+    CaseOutputs,
+    bids_fallback_prefix,
+)
 from mednet_pvs.io import PathType, safe_case_id
 from mednet_pvs.viz.report import OUTLIER_Z, CaseQC, flag_outliers, render_report
 
@@ -162,20 +168,23 @@ def _without_inputs(prov: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (prov or {}).items() if k != "inputs"}
 
 
-def _read_case(folder: Path, case_id: str, row: Mapping[str, str] | None, run: Mapping[str, Any] | None,
-               pictures: bool) -> tuple[CaseQC, Path | None]:
+def _read_case(folder: Path, case_id: str, outputs: CaseOutputs | None, row: Mapping[str, str] | None,
+               run: Mapping[str, Any] | None, pictures: bool) -> tuple[CaseQC, Path | None]:
     """One case's record (numbers, regions, flags, pictures) and its input scan's path (if found)."""
     from mednet_pvs.inference.bundle import sha256_of
     from mednet_pvs.io import load_image
 
     qc = CaseQC(case_id, status=(row or {}).get("status") or "ok")
-    outputs = case_outputs(folder, case_id)
     if qc.status == "failed":
         qc.flag("error", f"failed: {(row or {}).get('error') or 'no reason recorded'}")
         return qc, None
-    if not outputs.path("stats").is_file():
+    if qc.status == "skipped":  # an input predict did not segment (e.g. a DICOM localizer)
+        qc.flag("warning", f"not segmented: {(row or {}).get('reason') or 'no reason recorded'}")
+        return qc, None
+    if outputs is None or not outputs.path("stats").is_file():
         qc.status = "incomplete"
-        qc.flag("error", f"no stats: {outputs.path('stats')} is missing (run predict again on this case)")
+        where = f"{outputs.path('stats')} is missing" if outputs is not None else "no outputs found for this case"
+        qc.flag("error", f"no stats: {where} (run predict again on this case)")
         return qc, None
     try:
         stats = outputs.read_stats()
@@ -222,11 +231,58 @@ def _draw(qc: CaseQC, outputs: Any, scan: Path | None, load_image: Callable[...,
         qc.pictures["preview (written by predict)"] = preview.read_bytes()
 
 
-def _case_ids(folder: Path, rows: Sequence[Mapping[str, str]]) -> list[str]:
-    """The summary's cases, then any case folder holding stats that no summary names (a run stopped early)."""
+def _flat_outputs(folder: Path, case_id: str) -> CaseOutputs | None:
+    try:
+        return case_outputs(folder, case_id)
+    except InputError:  # an id that is not a safe file name has no outputs
+        return None
+
+
+def _layout(runs: Sequence[Mapping[str, Any]]) -> str:
+    """The output layout the runs wrote (``"flat"`` unless a run record says otherwise)."""
+    return next((r["outputs"]["layout"] for r in runs if isinstance(r.get("outputs"), dict) and r["outputs"].get("layout")), "flat")
+
+
+def _bids_outputs(folder: Path, ids: Sequence[str]) -> dict[str, CaseOutputs]:
+    """Each case's outputs in a ``bids``-layout folder, found from what is on disk: the stats
+    sidecars under ``sub-*/[ses-*/]anat/``, matched to case ids by name (the id is the BIDS prefix,
+    or its :func:`~mednet_pvs.inference.outputs.bids_fallback_prefix`), else by the cohort table's
+    ``participant_id``/``session_id`` of the case, else by the input scan's file name."""
+    suffix = "_" + LAYOUTS["bids"]["stats"]
+    found = {p.name[: -len(suffix)]: p for p in folder.glob(f"sub-*/**/anat/*{suffix}")}
+    entities: dict[str, str] = {}
+    table = Path(BIDS_TABLE)
+    for f in sorted((folder / table.parent).glob(f"{table.stem}*{table.suffix}")):
+        for row in csv.DictReader(f.read_text(encoding="utf-8").splitlines(), delimiter="\t"):
+            ses = row.get("session_id") or "n/a"
+            if row.get("case_id") and row.get("participant_id"):
+                entities[row["case_id"]] = row["participant_id"] + ("" if ses == "n/a" else f"_{ses}")
+
+    def scan_stem(prefix: str) -> str | None:
+        try:
+            image = json.loads(found[prefix].read_text())["provenance"]["inputs"]["image"]["path"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return NIFTI.sub("", Path(image).name)
+
+    out = {}
+    for cid in ids:
+        hits = [p for p in found if p in (cid, bids_fallback_prefix(cid))]
+        if not hits and cid in entities:
+            hits = [p for p in found if p == entities[cid] or (p.startswith(entities[cid] + "_") and "_ses-" not in p[len(entities[cid]):])]
+        if len(hits) > 1 or not hits:
+            hits = [p for p in (hits or found) if scan_stem(p) == cid]
+        if len(hits) == 1:
+            out[cid] = CaseOutputs.bids(folder, hits[0])
+    return out
+
+
+def _case_ids(folder: Path, rows: Sequence[Mapping[str, str]], layout: str) -> list[str]:
+    """The summary's cases, then (flat layout) any case folder holding stats that no summary names
+    (a run stopped early)."""
     ids = list(dict.fromkeys(r["case_id"] for r in rows if r.get("case_id")))
     known = set(ids)
-    for d in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in known):
+    for d in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in known and layout == "flat"):
         try:
             if case_outputs(folder, d.name).path("stats").is_file():
                 ids.append(d.name)
@@ -271,15 +327,17 @@ def write_report(
     if dest.absolute().resolve().is_relative_to(src.resolve()):
         raise InputError(dest, f"is inside the predict output folder {src}, which the report never modifies; write it elsewhere (-o)")
     rows = read_summaries(src)
-    ids = _case_ids(src, rows)
-    site_of, site_note = assign_sites(ids, source=sites) if sites is not None else ({}, "")  # a bad table fails before any work
     runs = read_runs(src)
+    layout = _layout(runs)
+    ids = _case_ids(src, rows, layout)
+    site_of, site_note = assign_sites(ids, source=sites) if sites is not None else ({}, "")  # a bad table fails before any work
     run = runs[0] if runs else None
     by_id = {r["case_id"]: r for r in rows if r.get("case_id")}
+    outputs = _bids_outputs(src, ids) if layout == "bids" else {cid: _flat_outputs(src, cid) for cid in ids}
     cases: list[CaseQC] = []
     scans: list[Path | None] = []
     for i, cid in enumerate(ids, 1):
-        qc, scan = _read_case(src, cid, by_id.get(cid), run, pictures)
+        qc, scan = _read_case(src, cid, outputs.get(cid), by_id.get(cid), run, pictures)
         cases.append(qc)
         scans.append(scan)
         if on_case is not None:

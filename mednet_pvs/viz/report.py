@@ -386,7 +386,7 @@ def render_report(
     n_flagged = sum(bool(c.flags) for c in cases)
     done = [c for c in cases if c.count is not None]
     median = f"{np.median([c.count for c in done]):g}" if done else "-"
-    tiles = [("cases", len(cases)), ("with a result", len(done)), ("failed / incomplete", n_failed),
+    tiles = [("cases", len(cases)), ("with a result", len(done)), ("failed, incomplete or skipped", n_failed),
              ("flagged", n_flagged), ("median PVS count", median), ("sites", len({c.site for c in cases}))]
     plots = cohort_plots(cases)
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',

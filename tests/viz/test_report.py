@@ -167,6 +167,27 @@ def test_missing_files_flag_the_case_and_the_page_is_still_written(predicted, tm
     assert 'alt="sub-002: ' not in text
 
 
+def test_a_bids_layout_output_is_read_through_its_names(predicted, tmp_path):
+    """``predict --layout bids``: outputs found by BIDS name, also for case ids that are not the
+    BIDS prefix (matched through the cohort table's participant_id)."""
+    from _report_helpers import TruthModel
+
+    from mednet_pvs.inference.batch import collect_inputs, predict_batch
+    from mednet_pvs.inference.outputs import CaseOutputs
+
+    scans = predicted.parent / "scans"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"subject,image\nA,{scans}/sub-001/sub-001_T2w.nii.gz\nB,{scans}/sub-002/sub-002_T2w.nii.gz\n"
+                        f"sub-003,{scans}/sub-003/sub-003_T2w.nii.gz\n")
+    out = tmp_path / "bids"
+    predict_batch(collect_inputs(manifest), out, TruthModel(), layout="bids", overlap_io=False)
+    page = Page(write_report(out, tmp_path / "r.html", pictures=False).read_text())
+    assert set(page.rows) == {"A", "B", "sub-003"}
+    for cid, prefix in (("A", "sub-001"), ("B", "sub-002"), ("sub-003", "sub-003")):
+        stats = CaseOutputs.bids(out, prefix).read_stats()
+        assert page.rows[cid][3] == str(stats["count"]) and page.rows[cid][2] == "ok" and not page.rows[cid][-1], page.rows[cid]
+
+
 def test_bad_folders_and_outputs_are_one_clear_line(predicted, tmp_path):
     (tmp_path / "scans").mkdir()
     with pytest.raises(InputError, match="not a predict output folder: no summary.csv"):
