@@ -61,15 +61,20 @@ def demo_model_name(contrast: str) -> str:
 
 
 def run_demo(out: str | os.PathLike = "demo_out", seed: int = 0, *, anatomy: str = "mni", name: str = "phantom",
-             model: str | None = "auto", device: str | None = "cpu", progress: Any = None, **overrides: Any) -> DemoResult:
+             model: str | None = "auto", device: str | None = "cpu", progress: Any = None, backend: str = "torch",
+             **overrides: Any) -> DemoResult:
     """Make one phantom (defaults :data:`DEMO_DEFAULTS`), save its NIfTIs, sidecar and ``overview.png``;
     then (unless ``model`` is ``None``) segment the saved image with ``model`` (``"auto"``: the
     bundled model of the phantom's contrast, :func:`demo_model_name`) and write
     ``<name>_mask.nii.gz``, ``<name>_stats.json``, ``<name>_clusters.csv`` and ``prediction.png``;
-    ``progress(done_tiles, total_tiles)`` is called while the model works."""
+    ``progress(done_tiles, total_tiles)`` is called while the model works; ``backend``: where the
+    network runs (:meth:`~mednet_pvs.inference.PVSModel.use_backend`)."""
     from mednet_pvs.synth.phantom import make_phantom
     from mednet_pvs.viz import save_overview
 
+    from mednet_pvs.inference.backends import check_backend
+
+    check_backend(backend)  # before anything is written
     t0 = time.perf_counter()
     settings = dict(DEMO_DEFAULTS, anatomy=anatomy, **overrides)
     ph = make_phantom(seed=seed, **settings)
@@ -89,18 +94,21 @@ def run_demo(out: str | os.PathLike = "demo_out", seed: int = 0, *, anatomy: str
         meta=ph.meta,
     )
     if model is not None:
-        _segment(result, ph, name, demo_model_name(settings["contrast"]) if model == "auto" else model, device, progress)
+        _segment(result, ph, name, demo_model_name(settings["contrast"]) if model == "auto" else model, device, progress, backend)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _segment(result: DemoResult, ph: Any, name: str, model_name: str, device: str | None, progress: Any = None) -> None:
+def _segment(result: DemoResult, ph: Any, name: str, model_name: str, device: str | None, progress: Any = None,
+             backend: str = "torch") -> None:
     from mednet_pvs.analysis import case_metrics, pvs_burden
     from mednet_pvs.inference import CaseOutputs
     from mednet_pvs.viz import show
     from mednet_pvs.zoo import load_pretrained
 
-    model = load_pretrained(model_name, device=device)
+    from mednet_pvs.inference.backends import apply_backend
+
+    model = apply_backend(load_pretrained(model_name, device=device), backend)
     paths = result.paths
     pred = model.predict(paths["image"], brainmask=paths["brainmask"], progress=progress)  # from the saved file, as a user would
     burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=paths["regions"])

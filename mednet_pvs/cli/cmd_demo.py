@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("auto", "--model", "-m",
                                   help="Model to segment with: auto (the bundled model of the contrast), a zoo name or folder, or none."),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+        backend: str = typer.Option("torch", "--backend", help="Where the network runs: torch, onnxruntime (CPU; pip install 'mednet-pvs[onnx]') or auto."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress; only the summary."),
     ) -> None:
         """Make a synthetic PVS phantom (MNI152, 1 mm, burden 2), segment it, report Dice against its truth."""
@@ -32,7 +33,7 @@ def register(app: typer.Typer) -> None:
         show = progress_display(Console(stderr=True, soft_wrap=True), 1, quiet=quiet)
         with show:
             result = run_demo(out, seed, anatomy=canonical_choice(anatomy, ANATOMIES), contrast=canonical_choice(contrast, CONTRASTS),
-                              model=None if model.lower() == "none" else model, device=device,
+                              model=None if model.lower() == "none" else model, device=device, backend=backend,
                               progress=None if quiet else (lambda done, total: show.tile("phantom", done, total)))
         for line in result.summary_lines():
             typer.echo(line)

@@ -108,6 +108,12 @@ class PVSModel:
         self.autocast = True
         self._batch_sizes: dict[tuple, int] = {}
         self._warm = True
+        #: where the networks run: "torch" or "onnxruntime" (use_backend)
+        self.backend = "torch"
+        self._runners: list[Any] | None = None  # the backend's callables per member; None: the networks
+        self._backend_request: tuple[str, int | None] = ("torch", None)
+        #: what use_backend built (threads, conversion seconds, cache hits); None for torch
+        self.backend_build: dict[str, Any] | None = None
         self._check_patch()
         self.to(device)
 
@@ -138,6 +144,34 @@ class PVSModel:
             net.to(self._device).eval()
         if self._compiled is not None:  # compiled for the old device: compile again
             self.compile(**self._compile_options)
+        if self._runners is not None:  # a CPU backend: decide again for the new device
+            self.use_backend(*self._backend_request)
+        return self
+
+    def use_backend(self, name: str = "auto", *, threads: int | None = None) -> PVSModel:
+        """Run the members on ``name`` from the next ``predict`` on: ``"torch"`` (the reference),
+        ``"onnxruntime"`` (CPU, fp32; the ``onnx`` extra) or ``"auto"`` (onnxruntime on the CPU where
+        installed, else torch). The network is exported once per weights, tile size and versions and
+        cached on disk (:mod:`mednet_pvs.inference.backends`); ``predict``'s ``info["backend_build"]``
+        reports the conversion. Weights changed afterwards need another call. ``threads``: intra-op
+        threads (default: physical cores).
+
+        Raises:
+            ConfigError: an unknown name, onnxruntime off the CPU or with :meth:`compile`, the extra
+                missing, or a network the exporter cannot handle (one line each).
+        """
+        from mednet_pvs.inference.backends import build_backend, resolve_backend
+
+        resolved = resolve_backend(name, self.device)
+        if resolved != "torch" and self._compiled is not None:
+            if str(name).strip().lower() != "auto":
+                raise ConfigError(f"--backend {resolved} and --compile (torch.compile) exclude each other: choose one")
+            resolved = "torch"
+        digests = [tensor_digest(net.state_dict()) for net in self.networks]
+        runners, build = build_backend(resolved, self.networks, digests, _input_channels(self.networks[0]),
+                                       self.inference.window.patch_size, threads=threads)
+        self._runners, self.backend, self._backend_request = runners, resolved, (name, threads)
+        self.backend_build = None if runners is None else build.to_dict()
         return self
 
     # ----------------------------------------------------------------------------- predict
@@ -186,7 +220,7 @@ class PVSModel:
             net_input = subject[IMAGE].data
             roi = subject[BRAINMASK].data[0] > 0 if BRAINMASK in subject else foreground_mask(subject, self.preprocessing)
         t_pre = time.perf_counter()
-        probs = sliding_window_predict(self._compiled or self.networks, net_input, window, mask=roi, device=self.device,
+        probs = sliding_window_predict(self._runners or self._compiled or self.networks, net_input, window, mask=roi, device=self.device,
                                        autocast=self.autocast, progress=progress)
         t_net = time.perf_counter()
         warmup = not self._warm
@@ -219,10 +253,13 @@ class PVSModel:
             "precision": self._precision(),
             "pipeline": "device" if on_device else "torchio",
             "compiled": self._compiled is not None,
+            "backend": self.backend,
             "seconds": {"preprocess": t_pre - t0, "network": t_net - t_pre, "total": time.perf_counter() - t0},
         }
         if warmup:  # the first call after compile(): its network time includes the compilation
             info["seconds"]["compile_warmup"] = t_net - t_pre
+        if self.backend_build is not None:  # threads, conversion seconds, cache hits (use_backend)
+            info["backend_build"] = dict(self.backend_build)
         return Prediction(probabilities=fg_in, mask=mask.astype(np.uint8), scan=scan, info=info)
 
     def _cuda_batch_size(self, patch: tuple[int, int, int]) -> int:
@@ -249,6 +286,8 @@ class PVSModel:
         """
         self._compiled = [torch.compile(net, **options) for net in self.networks]
         self._compile_options = dict(options)
+        self._runners, self.backend, self.backend_build = None, "torch", None  # compiling is torch's
+        self._backend_request = ("torch", None)
         self._warm = False
         return self
 
@@ -299,7 +338,7 @@ class PVSModel:
                 "threshold": self.inference.threshold, "min_cluster_mm3": self.inference.min_cluster_mm3,
                 "patch_size": list(window.patch_size), "step": window.step, "sigma_scale": window.sigma_scale,
                 "mirror_axes": list(window.mirror_axes), "device": self.device.type,
-                "precision": self._precision(),
+                "precision": self._precision(), "backend": self.backend,
             },
         }
 
@@ -349,10 +388,18 @@ class PVSModel:
 @register_kind("network")
 def _load_network_bundle(folder: Path, config: BundleConfig, device: str | torch.device | None) -> PVSModel:
     """An ensemble of registry networks with their weights, preprocessing and inference settings."""
+    config.require("network", "preprocessing", "inference", "members")
+    return PVSModel(load_members(folder, config), config.network, config.preprocessing, config.inference,
+                    name=config.name, meta=config.meta, device=device)
+
+
+def load_members(folder: Path, config: BundleConfig) -> list[nn.Module]:
+    """Every member network of a bundle, built from its registry spec and holding its weights
+    (sha256 checked); every problem names the file."""
     from mednet_pvs.nets import create_network_from_config
     from mednet_pvs.nets.state_dicts import load_exact
 
-    config.require("network", "preprocessing", "inference", "members")
+    config.require("network", "members")
     tensors = read_weights(folder, config)
     wpath = folder / WEIGHTS
     networks = []
@@ -370,5 +417,4 @@ def _load_network_bundle(folder: Path, config: BundleConfig, device: str | torch
         except ConfigError as e:
             raise InputError(wpath, f"weights of {member!r} do not fit the network {config.network.name!r}: {e}") from None
         networks.append(net)
-    return PVSModel(networks, config.network, config.preprocessing, config.inference, name=config.name,
-                    meta=config.meta, device=device)
+    return networks

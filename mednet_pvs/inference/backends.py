@@ -1,0 +1,331 @@
+"""Where the networks run: PyTorch (the reference) or ONNX Runtime (a compiled CPU graph).
+
+    model = load_pretrained("mednet-pvs-synth-t2w", device="cpu")
+    model.use_backend("onnxruntime")     # exports once per weights/tile/versions, cached on disk
+    pred = model.predict("scan.nii.gz")  # pred.info["backend"] == "onnxruntime"
+
+A backend turns each member network into a callable ``(B, C, x, y, z) float32 tensor -> (B, K, x, y,
+z) logits``, the contract of :func:`~mednet_pvs.inference.sliding_window.sliding_window_predict`;
+tiling, Gaussian stitching, mirroring and the way back to the input grid stay the same code.
+
+``onnxruntime`` (the ``onnx`` extra: ``pip install 'mednet-pvs[onnx]'``) exports the network with
+``torch.onnx.export(dynamo=True, opset_version=18)`` at the model's tile size (batch dimension
+dynamic, so the last, smaller batch of a volume needs no padding) and runs it in fp32 on ONNX
+Runtime's CPU execution provider with every graph optimisation on.
+
+Measured (torch 2.13 CPU, ONNX Runtime 1.32, OpenVINO 2026.4, 2-core AMD EPYC (Zen 3, AVX2 + FMA,
+no AVX-512) shared with other jobs, load 12-14; bundled MedNeXt-S k3, batch of 2 x 1 x 64^3 tiles,
+interleaved, CPU seconds): ONNX Runtime 2.0-2.9 s, PyTorch channels-last 4.4-4.9 s (quiet machine;
+8.7-13 s at that load), max |logit difference| 1.5e-4 on |logits| up to ~15. The export takes
+11-27 s once (load-dependent); building a session from the cached file 0.1 s.
+
+OpenVINO was measured on the same tiles and not added: from the ONNX file (3 s to compile) 2.2-2.4
+CPU s, from the PyTorch module (``openvino.convert_model``, 100 s) 2.3-2.4 CPU s, against 2.0-2.9 s
+for ONNX Runtime in the same rounds: no faster, max |logit difference| 1.4e-4 with
+``INFERENCE_PRECISION_HINT`` f32 (the default on this AVX2 CPU). The 0.067 difference of issue 19's
+trial was on an AVX-512 EPYC: OpenVINO's CPU plugin runs in bf16 by default where the CPU has native
+bf16 (``INFERENCE_PRECISION_HINT``), which is the likely cause; not re-measured there.
+
+No reduced-precision mode: ONNX Runtime's CPU provider has no fast fp16 3D convolutions, and
+nothing else was measured at parity.
+
+The cache (:func:`cache_dir`: ``$MEDNET_PVS_CACHE``, default ``~/.cache/mednet-pvs/compiled``)
+holds one ``<key>.onnx`` (written atomically) and a ``<key>.json`` describing it per (member
+weights sha256, input channels, tile shape, the network's source code, torch / onnx / onnxscript /
+onnxruntime versions, opset). Batch size and threads are not in the key: the file has a dynamic
+batch and serves any thread count (sessions are built from it in ~0.1 s).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import inspect
+import io
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mednet_pvs.errors import ConfigError
+from mednet_pvs.io import atomic_path, write_json
+
+#: the backends ``use_backend``/``--backend`` accept (``auto``: onnxruntime on the CPU where installed)
+BACKENDS = ("torch", "onnxruntime", "auto")
+#: environment variable naming the compiled-model cache folder
+CACHE_ENV = "MEDNET_PVS_CACHE"
+OPSET = 18
+_ONNX_PACKAGES = ("onnxruntime", "onnx", "onnxscript")
+
+
+def cache_dir() -> Path:
+    """The compiled-model cache: ``$MEDNET_PVS_CACHE`` or ``~/.cache/mednet-pvs/compiled``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "mednet-pvs" / "compiled"
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (hyper-threads counted once);
+    ``os.cpu_count()`` where Linux's topology files are missing."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+        except OSError:
+            return max(1, len(cpus))
+    return max(1, len(cores))
+
+
+def _require_onnx() -> Any:
+    """Import the onnx extra's packages; one line naming the install command where one is missing."""
+    mods = []
+    for name in _ONNX_PACKAGES:
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:
+            raise ConfigError("--backend onnxruntime needs the onnx extra: pip install 'mednet-pvs[onnx]' "
+                              f"({name} is not installed)") from None
+    return mods[0]
+
+
+def onnx_available() -> bool:
+    """Whether the onnx extra is installed (without importing it)."""
+    from importlib.util import find_spec
+
+    try:
+        return all(find_spec(name) is not None for name in _ONNX_PACKAGES)
+    except (ImportError, ValueError):  # e.g. sys.modules[name] = None
+        return False
+
+
+def check_backend(name: str) -> str:
+    """``name`` lower-cased if it is one of :data:`BACKENDS`, else a one-line :class:`ConfigError`."""
+    key = str(name).strip().lower()
+    if key not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, not {name!r}")
+    return key
+
+
+def resolve_backend(name: str, device: torch.device) -> str:
+    """The backend to run: ``name`` checked; ``auto`` is ``onnxruntime`` on the CPU where the onnx
+    extra is installed (measured 2x faster at equal results, see the module docstring), else ``torch``.
+
+    Raises:
+        ConfigError: an unknown name, or ``onnxruntime`` on a device other than the CPU.
+    """
+    key = check_backend(name)
+    if key == "auto":
+        return "onnxruntime" if device.type == "cpu" and onnx_available() else "torch"
+    if key == "onnxruntime" and device.type != "cpu":
+        raise ConfigError(f"--backend onnxruntime runs on the CPU, not {device.type} (use --device cpu, or --backend torch)")
+    return key
+
+
+class _FirstOutput(nn.Module):
+    """A network's full-resolution output only (deep supervision drops out of the exported graph)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+
+class OnnxRuntimeNetwork:
+    """A network compiled by ONNX Runtime: called as ``net(x)`` with ``x`` a (B, C, *tile) float32
+    tensor (any batch size, the exported tile size) and returns (B, K, *tile) float32 logits on the CPU.
+
+    Args:
+        path: the ``.onnx`` file.
+        threads: intra-op threads (one inter-op thread; operators run in sequence).
+    """
+
+    def __init__(self, path: Path, threads: int) -> None:
+        ort = _require_onnx()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only
+        self.path = Path(path)
+        self.threads = int(threads)
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        return torch.from_numpy(self.session.run(None, {self._input: arr})[0])
+
+    def __repr__(self) -> str:
+        return f"OnnxRuntimeNetwork({self.path.name!r}, threads={self.threads})"
+
+
+@dataclass
+class BackendBuild:
+    """What building a backend did: per member whether the cache held it and how long it took.
+
+    Attributes:
+        backend: ``"torch"`` or ``"onnxruntime"``.
+        threads: intra-op threads of the compiled sessions (``None`` for torch).
+        convert_s: seconds spent exporting (0 when every member came from the cache).
+        load_s: seconds spent building the runtime sessions.
+        cached: per member, whether its compiled file was already in the cache.
+        files: the compiled files.
+    """
+
+    backend: str
+    threads: int | None = None
+    convert_s: float = 0.0
+    load_s: float = 0.0
+    cached: list[bool] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "threads": self.threads, "convert_s": round(self.convert_s, 3),
+                "load_s": round(self.load_s, 3), "cached": list(self.cached), "files": list(self.files)}
+
+
+def _source_digest(net: nn.Module) -> str:
+    """sha256 of the source files defining the network's classes (a code change invalidates the cache)."""
+    h = hashlib.sha256()
+    for path in sorted({inspect.getsourcefile(type(m)) or "" for m in net.modules()}):
+        if path and "site-packages/torch" not in path.replace(os.sep, "/"):
+            with contextlib.suppress(OSError):
+                h.update(Path(path).read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(weights_sha256: str, net: nn.Module, channels: int, patch: Sequence[int]) -> dict[str, Any]:
+    """What decides a compiled file: the weights, input channels, tile, network code and versions."""
+    import onnx
+    import onnxruntime
+    import onnxscript
+
+    return {"format": "onnx", "weights_sha256": weights_sha256, "in_channels": int(channels),
+            "patch_size": [int(p) for p in patch], "network_source_sha256": _source_digest(net),
+            "torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
+            "onnxruntime": onnxruntime.__version__, "opset": OPSET}
+
+
+def _key_name(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def export_onnx(net: nn.Module, channels: int, patch: Sequence[int], path: Path) -> float:
+    """Export ``net`` (CPU, fp32, eval) for (B, ``channels``, *``patch``) inputs, batch dynamic, to
+    ``path`` atomically; returns the seconds it took.
+
+    Raises:
+        ConfigError: the network cannot be exported (one line with the exporter's reason).
+    """
+    _require_onnx()
+    wrapped = _FirstOutput(net).eval()
+    x = torch.zeros((2, int(channels), *[int(p) for p in patch]), dtype=torch.float32)
+    t0 = time.perf_counter()
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)  # "torchvision is not installed" etc.
+    try:
+        with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings(), \
+                contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapped, (x,), str(tmp), dynamo=True, opset_version=OPSET, input_names=["x"],
+                              output_names=["logits"], dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
+                              external_data=False, verbose=False)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the exporter's many failure types: one line
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--backend onnxruntime: {type(net).__name__} cannot be exported to ONNX ({reason[:300]})") from None
+    finally:
+        onnx_logger.setLevel(level)
+    return time.perf_counter() - t0
+
+
+def compile_onnxruntime(net: nn.Module, weights_sha256: str, channels: int, patch: Sequence[int], *,
+                        threads: int | None = None, cache: Path | None = None) -> tuple[OnnxRuntimeNetwork, dict[str, Any]]:
+    """``net`` as an :class:`OnnxRuntimeNetwork`, exported once and then loaded from the cache.
+
+    Args:
+        net: the network (on the CPU, eval mode, fp32 weights).
+        weights_sha256: digest of ``net``'s weights (part of the cache key).
+        channels: input channels; patch: tile size (X, Y, Z) in voxels.
+        threads: intra-op threads (default: :func:`physical_cores`).
+        cache: the cache folder (default :func:`cache_dir`).
+
+    Returns:
+        The callable and ``{"cached", "convert_s", "load_s", "file"}``.
+    """
+    _require_onnx()
+    threads = int(threads) if threads else physical_cores()
+    if threads < 1:
+        raise ConfigError(f"backend threads must be >= 1, not {threads}")
+    folder = Path(cache) if cache is not None else cache_dir()
+    key = cache_key(weights_sha256, net, channels, patch)
+    path = folder / f"{_key_name(key)}.onnx"
+    cached, convert_s = path.is_file(), 0.0
+    if not cached:
+        convert_s = export_onnx(net, channels, patch, path)
+        write_json({**key, "network": type(net).__name__, "export_seconds": round(convert_s, 3),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, path.with_suffix(".json"))
+    t0 = time.perf_counter()
+    try:
+        runner = OnnxRuntimeNetwork(path, threads)
+    except ConfigError:
+        raise
+    except Exception:
+        if not cached:
+            raise
+        path.unlink(missing_ok=True)  # a damaged cache entry: export again, once
+        convert_s = export_onnx(net, channels, patch, path)
+        cached = False
+        t0 = time.perf_counter()
+        runner = OnnxRuntimeNetwork(path, threads)
+    return runner, {"cached": cached, "convert_s": convert_s, "load_s": time.perf_counter() - t0, "file": str(path)}
+
+
+def build_backend(name: str, networks: Sequence[nn.Module], weights_sha256: Sequence[str], channels: int,
+                  patch: Sequence[int], *, threads: int | None = None, cache: Path | None = None) -> tuple[list[Any] | None, BackendBuild]:
+    """The callables for backend ``name`` (already resolved: ``torch`` or ``onnxruntime``), one per
+    member (``None`` for torch: the networks themselves run), and what building them did."""
+    if name == "torch":
+        return None, BackendBuild("torch")
+    build = BackendBuild(name, threads=int(threads) if threads else physical_cores())
+    runners = []
+    for net, digest in zip(networks, weights_sha256):
+        runner, done = compile_onnxruntime(net, digest, channels, patch, threads=build.threads, cache=cache)
+        runners.append(runner)
+        build.convert_s += done["convert_s"]
+        build.load_s += done["load_s"]
+        build.cached.append(done["cached"])
+        build.files.append(done["file"])
+    return runners, build
+
+
+def apply_backend(model: Any, name: str, *, threads: int | None = None) -> Any:
+    """``model.use_backend(name)`` for models that have networks; ``torch``/``auto`` leave any other
+    model (Frangi) as it is. Returns the model.
+
+    Raises:
+        ConfigError: an unknown name, or ``onnxruntime`` for a model without networks.
+    """
+    key = check_backend(name)
+    if hasattr(model, "use_backend"):
+        return model.use_backend(key, threads=threads)
+    if key == "onnxruntime":
+        raise ConfigError(f"--backend onnxruntime: {getattr(model, 'name', type(model).__name__)} has no networks to compile")
+    return model

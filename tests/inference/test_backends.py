@@ -1,0 +1,188 @@
+"""Compiled CPU backends (issue 19): ONNX Runtime equals PyTorch on a tile-based prediction, the
+exported model is cached on disk and reused, and every misuse is one line."""
+from __future__ import annotations
+
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from mednet_pvs.cli.main import main
+from mednet_pvs.errors import ConfigError
+from mednet_pvs.inference import PVSModel, backends
+from mednet_pvs.inference.backends import (
+    CACHE_ENV,
+    OnnxRuntimeNetwork,
+    apply_backend,
+    physical_cores,
+    resolve_backend,
+)
+from mednet_pvs.nets import create_network
+from mednet_pvs.synth import PhantomConfig, make_phantom
+
+ONNX_MISSING = "--backend onnxruntime needs the onnx extra: pip install 'mednet-pvs[onnx]'"
+TINY = {"in_channels": 1, "n_classes": 2, "n_channels": 4, "kernel_size": 3, "exp_r": 2, "block_counts": [1] * 9,
+        "deep_supervision": True}
+
+
+def tiny_model() -> PVSModel:
+    """A 4-channel MedNeXt (seeded random weights), 32^3 tiles, 3 tiles per call (so a volume of 4
+    tiles calls with 3 and then 1: the exported graph's batch is dynamic), mirroring on one axis."""
+    torch.manual_seed(0)
+    net = create_network("mednext", **TINY)
+    return PVSModel(net, {"name": "mednext", "kwargs": TINY}, {"target_spacing": [1.0, 1.0, 1.0]},
+                    {"window": {"patch_size": 32, "batch_size": 3, "mirror_axes": [0]}}, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(PhantomConfig(anatomy="procedural", shape=(48, 40, 32), contrast="T2w", burden=3), seed=4)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny model exported once into a fresh cache; the seconds the first use_backend took."""
+    pytest.importorskip("onnxruntime")
+    cache = tmp_path_factory.mktemp("compiled")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(cache))
+        model = tiny_model()
+        t0 = time.perf_counter()
+        model.use_backend("onnxruntime")
+        first = time.perf_counter() - t0
+    return model, cache, first
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
+
+
+@pytest.mark.slow
+def test_onnxruntime_prediction_equals_torch(exported, phantom, monkeypatch):
+    model, _, _ = exported
+    calls = []
+    real = OnnxRuntimeNetwork.__call__
+
+    def counted(self, x):
+        calls.append(tuple(x.shape))
+        return real(self, x)
+
+    monkeypatch.setattr(OnnxRuntimeNetwork, "__call__", counted)
+    scan = (phantom.image, phantom.affine)
+    ort = model.predict(scan)
+    assert calls and sorted({c[0] for c in calls}) == [1, 3], "the compiled network ran, batches of 3 and 1 tiles"
+    reference = tiny_model()  # same seed: same weights, torch backend
+    assert reference.weights_sha256() == model.weights_sha256()
+    ref = reference.predict(scan)
+    assert ref.info["backend"] == "torch" and ort.info["backend"] == "onnxruntime"
+    assert np.abs(ort.probabilities - ref.probabilities).max() < 1e-3
+    cut = float(np.median(ref.probabilities[ref.probabilities > 0]))  # random weights: cut where both labels occur
+    a, b = ref.probabilities > cut, ort.probabilities > cut
+    assert 0 < a.sum() < a.size and _dice(a, b) >= 0.999
+    assert ort.info["backend_build"]["threads"] == physical_cores()
+    assert model.provenance()["settings"]["backend"] == "onnxruntime"
+    assert reference.provenance()["settings"]["backend"] == "torch"
+
+
+@pytest.mark.slow
+def test_the_compiled_model_is_cached_and_reused(exported, monkeypatch):
+    model, cache, first = exported
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    assert len(list(cache.glob("*.onnx"))) == 1 and len(list(cache.glob("*.json"))) == 1
+    again = tiny_model()  # a new model with the same weights finds the file
+    t0 = time.perf_counter()
+    again.use_backend("onnxruntime", threads=1)  # threads are not part of the key
+    second = time.perf_counter() - t0
+    assert second < 0.1 * first, f"second load {second:.2f} s vs first {first:.2f} s"
+    assert again.backend_build["cached"] == [True] and again.backend_build["convert_s"] == 0
+    assert again.backend_build["threads"] == 1 and again._runners[0].threads == 1
+    assert model.backend_build["cached"] == [False] and model.backend_build["convert_s"] > 0
+    assert not list(cache.glob(".*tmp*")), "no temporary file left behind"
+    exports = []
+
+    def export(*args, **kwargs):
+        exports.append(args)
+        raise ConfigError("export attempted")
+
+    monkeypatch.setattr(backends, "export_onnx", export)
+    again.use_backend("onnxruntime")  # same weights: from the cache, no export
+    other = tiny_model()
+    with torch.no_grad():
+        next(other.networks[0].parameters()).add_(1.0)
+    with pytest.raises(ConfigError, match="export attempted"):  # other weights: another key
+        other.use_backend("onnxruntime")
+    assert len(exports) == 1
+
+
+def test_missing_package_is_one_line(monkeypatch, tmp_path, phantom, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime fails
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    model = tiny_model()
+    with pytest.raises(ConfigError) as err:
+        model.use_backend("onnxruntime")
+    assert str(err.value).startswith(ONNX_MISSING) and "\n" not in str(err.value)
+    assert model.use_backend("auto").backend == "torch", "auto falls back to torch without the extra"
+    f = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(phantom.image, phantom.affine), f)
+    code = main(["predict", "-i", str(f), "-o", str(tmp_path / "out"), "-m", "mednet-pvs-synth-t2w", "--device", "cpu",
+                 "--backend", "onnxruntime", "-q"])
+    err_text = capsys.readouterr().err
+    assert code == 1 and ONNX_MISSING in err_text and "Traceback" not in err_text
+    assert not (tmp_path / "cache").exists()
+
+
+def test_backend_names_and_devices():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_backend("torch", cpu) == "torch" and resolve_backend("auto", cuda) == "torch"
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        resolve_backend("onnxruntime", cuda)
+    with pytest.raises(ConfigError, match=r"--backend must be one of torch, onnxruntime, auto, not 'tensorrt'"):
+        resolve_backend("tensorrt", cpu)
+
+    class NoNetworks:  # e.g. the Frangi model
+        name = "frangi-t2w"
+
+    plain = NoNetworks()
+    assert apply_backend(plain, "auto") is plain and apply_backend(plain, "torch") is plain
+    with pytest.raises(ConfigError, match="frangi-t2w has no networks"):
+        apply_backend(plain, "onnxruntime")
+
+
+def test_auto_picks_onnxruntime_on_the_cpu_when_installed(monkeypatch):
+    pytest.importorskip("onnxruntime")
+    seen = []
+
+    def build(name, *args, **kwargs):
+        seen.append(name)
+        return None, backends.BackendBuild("torch")
+
+    monkeypatch.setattr(backends, "build_backend", build)
+    tiny_model().use_backend("auto")
+    assert seen == ["onnxruntime"]
+
+
+def test_predict_backend_option(tmp_path, phantom, capsys, monkeypatch):
+    f = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(phantom.image, phantom.affine), f)
+    calls = []
+
+    def record(self, name="auto", *, threads=None):
+        calls.append(name)
+        raise ConfigError("stop here")  # the option reached the model; no need to predict
+
+    monkeypatch.setattr(PVSModel, "use_backend", record)
+    args = ["predict", "-i", str(f), "-m", "mednet-pvs-synth-t2w", "--device", "cpu", "-q"]
+    assert main([*args, "-o", str(tmp_path / "a"), "--backend", "auto"]) == 1
+    assert main([*args, "-o", str(tmp_path / "b"), "--backend", "ONNXRuntime"]) == 1
+    assert calls == ["auto", "onnxruntime"]
+    capsys.readouterr()
+    code = main([*args, "-o", str(tmp_path / "c"), "--backend", "tensorrt"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0 and "--backend must be one of torch, onnxruntime, auto, not 'tensorrt'" in err
+    assert calls == ["auto", "onnxruntime"] and not (tmp_path / "c").exists()
+    code = main(["demo", "--out", str(tmp_path / "d"), "--anatomy", "procedural", "--backend", "tensorrt", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "--backend must be one of" in err and not (tmp_path / "d").exists()
