@@ -128,7 +128,7 @@ def flag_outliers(cases: Sequence[CaseQC], z: float = OUTLIER_Z, min_cases: int 
     done = [c for c in cases if c.count is not None and c.volume_mm3 is not None]
     if len(done) < min_cases:
         return f"outliers not flagged: {len(done)} case(s) with a result, fewer than {min_cases}"
-    for what, unit, get in (("count", "", lambda c: c.count), ("volume", " mm^3", lambda c: c.volume_mm3)):
+    for what, unit, get in (("count", "", lambda c: c.count), ("volume", " mm\u00b3", lambda c: c.volume_mm3)):
         values = [float(get(c)) for c in done]
         med = float(np.median(values))
         for c, s, v in zip(done, robust_z(values), values):
@@ -189,7 +189,7 @@ def cohort_plots(cases: Sequence[CaseQC], dpi: float = 80) -> dict[str, bytes]:
     out = {}
     for key, label, get in (("count", "PVS count (clusters)", lambda c: c.count),
                             ("volume", "PVS volume (mm\u00b3)", lambda c: c.volume_mm3)):
-        fig = Figure(figsize=(7.0, 3.0), dpi=dpi, facecolor="white")
+        fig = Figure(figsize=(6.6, 3.0), dpi=dpi, facecolor="white")
         FigureCanvasAgg(fig)
         by_site, hist = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(1.2, 0.5 * len(sites)) + 1, 2]})
         rng = np.random.default_rng(0)
