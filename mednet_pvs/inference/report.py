@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mednet_pvs.errors import InputError, MednetError
+from mednet_pvs.errors import ConfigError, InputError, MednetError
 from mednet_pvs.inference.batch import NIFTI, case_outputs, provenance_difference
 from mednet_pvs.inference.outputs import (
     BIDS_TABLE,
@@ -197,6 +197,11 @@ def _read_case(folder: Path, case_id: str, outputs: CaseOutputs | None, row: Map
     qc.regions = {k: {"name": r.get("name") or k, "count": r.get("count"), "volume_mm3": r.get("volume_mm3")}
                   for k, r in (stats.get("per_region") or {}).items()}
     qc.provenance = stats.get("provenance")
+    params = stats.get("parameters") or {}
+    if params.get("regions_source"):  # where the region map came from: "file", the registered atlas, "none"
+        qc.notes["regions"] = str(params["regions_source"])
+    if params.get("regions_error"):
+        qc.flag("warning", f"no per-region burden: {params['regions_error']}")
     if qc.count == 0:
         qc.flag("warning", "no PVS found (empty mask)")
     if run and qc.provenance and (diff := provenance_difference(_without_inputs(run.get("provenance")), _without_inputs(qc.provenance))):
@@ -299,6 +304,7 @@ def write_report(
     outlier_z: float = OUTLIER_Z,
     pictures: bool = True,
     on_case: Callable[[str, int, int], None] | None = None,
+    jobs: int = 1,
 ) -> Path:
     """Write the QC report of a ``predict`` output folder as one self-contained HTML file.
 
@@ -310,6 +316,7 @@ def write_report(
         outlier_z: flag a case whose PVS count or volume has ``|robust z|`` above this.
         pictures: draw each case's pictures (``False``: numbers and flags only, fast).
         on_case: called as ``on_case(case_id, done, total)`` after each case (progress).
+        jobs: cases read and drawn at once, in that many processes (the page is the same).
 
     Returns:
         ``out``.
@@ -334,14 +341,10 @@ def write_report(
     run = runs[0] if runs else None
     by_id = {r["case_id"]: r for r in rows if r.get("case_id")}
     outputs = _bids_outputs(src, ids) if layout == "bids" else {cid: _flat_outputs(src, cid) for cid in ids}
-    cases: list[CaseQC] = []
-    scans: list[Path | None] = []
-    for i, cid in enumerate(ids, 1):
-        qc, scan = _read_case(src, cid, outputs.get(cid), by_id.get(cid), run, pictures)
-        cases.append(qc)
-        scans.append(scan)
-        if on_case is not None:
-            on_case(cid, i, len(ids))
+    read = [(src, cid, outputs.get(cid), by_id.get(cid), run, pictures) for cid in ids]
+    results = _map_cases(read, jobs, None if on_case is None else (lambda i, n: on_case(ids[i], n, len(ids))))
+    cases = [qc for qc, _ in results]
+    scans = [scan for _, scan in results]
     if sites is None:
         site_of, site_note = assign_sites(ids, images=scans)
     for qc in cases:
@@ -352,6 +355,30 @@ def write_report(
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     page = render_report(cases, subtitle=f"{src.resolve()} \u00b7 made {now}", provenance=_provenances(runs, cases), notes=notes)
     return write_text(page, dest)
+
+
+def _map_cases(args: Sequence[tuple[Any, ...]], jobs: int, done: Callable[[int, int], None] | None) -> list[tuple[CaseQC, Path | None]]:
+    """``_read_case(*a)`` for each ``a``, in order; ``jobs > 1``: in a pool of processes.
+    ``done(index, n_done)`` after each case (in the order they finish)."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    if jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, not {jobs}")
+    if jobs == 1 or len(args) < 2:
+        out = []
+        for i, a in enumerate(args):
+            out.append(_read_case(*a))
+            if done is not None:
+                done(i, i + 1)
+        return out
+    results: dict[int, tuple[CaseQC, Path | None]] = {}
+    with ProcessPoolExecutor(min(jobs, len(args))) as pool:
+        futures = {pool.submit(_read_case, *a): i for i, a in enumerate(args)}
+        for f in as_completed(futures):
+            results[futures[f]] = f.result()
+            if done is not None:
+                done(futures[f], len(results))
+    return [results[i] for i in range(len(args))]
 
 
 def _provenances(runs: Sequence[Mapping[str, Any]], cases: Sequence[CaseQC]) -> list[tuple[str, dict[str, Any]]]:

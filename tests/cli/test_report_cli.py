@@ -22,7 +22,7 @@ def test_report_options_reach_the_page(predicted, tmp_path, capsys):
     sites = tmp_path / "sites.csv"
     sites.write_text("case_id,site\n" + "".join(f"sub-00{i},scanner{'AB'[i % 2]}\n" for i in range(1, 7)))
     out = tmp_path / "plain.html"
-    code = main(["report", str(predicted), "-o", str(out), "--sites", str(sites), "--outlier-z", "100", "--no-pictures", "-q"])
+    code = main(["report", str(predicted), "-o", str(out), "--sites", str(sites), "--outlier-z", "100", "--no-pictures", "-q", "-j", "2"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert captured.out.startswith(f"wrote {out}") and captured.err == ""  # -q: the final line only
@@ -33,6 +33,8 @@ def test_report_options_reach_the_page(predicted, tmp_path, capsys):
     assert 'alt="sub-001: ' not in page  # --no-pictures: no case pictures (the cohort plots stay)
     assert tree(predicted) == before
 
+    assert main(["report", str(predicted), "-o", str(out), "-j", "0"]) == 2  # --jobs at least 1
+    capsys.readouterr()
     default = tmp_path / "default.html"
     assert main(["report", str(predicted), "-o", str(default), "--no-pictures"]) == 0
     captured = capsys.readouterr()

@@ -149,8 +149,9 @@ def test_missing_files_flag_the_case_and_the_page_is_still_written(predicted, tm
                        ("sub-005", None)):
         stats_file = case_outputs(out, cid).path("stats")
         stats = json.loads(stats_file.read_text())
-        if image is None:  # the scan is there, but not the one predicted from
+        if image is None:  # the scan is there, but not the one predicted from; the atlas failed
             stats["provenance"]["inputs"]["image"]["sha256"] = "f" * 64
+            stats["parameters"]["regions_error"] = "atlas registration failed"
         else:
             stats["provenance"]["inputs"]["image"] = image
         stats_file.write_text(json.dumps(stats))
@@ -159,6 +160,7 @@ def test_missing_files_flag_the_case_and_the_page_is_still_written(predicted, tm
     flags = {cid: cells[-1] for cid, cells in page.rows.items()}
     assert "mask file missing" in flags["sub-002"] and "mask file missing" in flags["sub-003"]
     assert "input scan not found" in flags["sub-004"] and "changed since predict" in flags["sub-005"]
+    assert "no per-region burden: atlas registration failed" in flags["sub-005"]
     assert "no stats" in flags["sub-006"] and page.rows["sub-006"][2] == "incomplete"
     assert base64.b64encode(b"\x89PNG\r\n\x1a\npreview-bytes").decode() in "".join(page.images)
     # sub-004 (scan gone): a projection of the mask alone, no slices; sub-002: none
@@ -169,7 +171,7 @@ def test_missing_files_flag_the_case_and_the_page_is_still_written(predicted, tm
 
 def test_a_bids_layout_output_is_read_through_its_names(predicted, tmp_path):
     """``predict --layout bids``: outputs found by BIDS name, also for case ids that are not the
-    BIDS prefix (matched through the cohort table's participant_id)."""
+    BIDS prefix (matched through the cohort table's participant_id); ``jobs=2`` draws the same page."""
     from _report_helpers import TruthModel
 
     from mednet_pvs.inference.batch import collect_inputs, predict_batch
@@ -177,15 +179,21 @@ def test_a_bids_layout_output_is_read_through_its_names(predicted, tmp_path):
 
     scans = predicted.parent / "scans"
     manifest = tmp_path / "m.csv"
-    manifest.write_text(f"subject,image\nA,{scans}/sub-001/sub-001_T2w.nii.gz\nB,{scans}/sub-002/sub-002_T2w.nii.gz\n"
-                        f"sub-003,{scans}/sub-003/sub-003_T2w.nii.gz\n")
+    manifest.write_text("subject,image,regions\n" + "".join(f"{cid},{scans}/{s}/{s}_T2w.nii.gz,{scans}/{s}/{s}_regions.nii.gz\n"
+                                                             for cid, s in (("A", "sub-001"), ("B", "sub-002"), ("sub-003", "sub-003"))))
     out = tmp_path / "bids"
     predict_batch(collect_inputs(manifest), out, TruthModel(), layout="bids", overlap_io=False)
-    page = Page(write_report(out, tmp_path / "r.html", pictures=False).read_text())
-    assert set(page.rows) == {"A", "B", "sub-003"}
+    text = write_report(out, tmp_path / "r.html", jobs=2).read_text()
+    page = Page(text)
+    assert set(page.rows) == {"A", "B", "sub-003"} and len(page.images) == 2 + 2 * 3
     for cid, prefix in (("A", "sub-001"), ("B", "sub-002"), ("sub-003", "sub-003")):
         stats = CaseOutputs.bids(out, prefix).read_stats()
         assert page.rows[cid][3] == str(stats["count"]) and page.rows[cid][2] == "ok" and not page.rows[cid][-1], page.rows[cid]
+    # cases drawn in 2 processes (above) give the same page as one after the other
+    def undated(t: str) -> str:
+        return re.sub(r"made \S+", "", t)
+
+    assert undated(write_report(out, tmp_path / "r1.html", jobs=1).read_text()) == undated(text)
 
 
 def test_bad_folders_and_outputs_are_one_clear_line(predicted, tmp_path):
