@@ -146,10 +146,12 @@ def test_missing_files_flag_the_case_and_the_page_is_still_written(predicted, tm
     case_outputs(out, "sub-003").path("mask").unlink()  # deleted mask, preview kept: shown instead
     case_outputs(out, "sub-003").path("preview").write_bytes(b"\x89PNG\r\n\x1a\npreview-bytes")
     for cid, image in (("sub-004", {"path": str(tmp_path / "gone_T2w.nii.gz"), "sha256": "0" * 64}),
-                       ("sub-005", None)):
+                       ("sub-005", None), ("sub-001", "")):
         stats_file = case_outputs(out, cid).path("stats")
         stats = json.loads(stats_file.read_text())
-        if image is None:  # the scan is there, but not the one predicted from; the atlas failed
+        if image == "":  # made with another threshold than the run record says
+            stats["provenance"]["settings"]["threshold"] = 0.7
+        elif image is None:  # the scan is there, but not the one predicted from; the atlas failed
             stats["provenance"]["inputs"]["image"]["sha256"] = "f" * 64
             stats["parameters"]["regions_error"] = "atlas registration failed"
         else:
@@ -161,10 +163,12 @@ def test_missing_files_flag_the_case_and_the_page_is_still_written(predicted, tm
     assert "mask file missing" in flags["sub-002"] and "mask file missing" in flags["sub-003"]
     assert "input scan not found" in flags["sub-004"] and "changed since predict" in flags["sub-005"]
     assert "no per-region burden: atlas registration failed" in flags["sub-005"]
+    assert "made differently from the run record: settings.threshold 0.5 -> 0.7" in flags["sub-001"]
     assert "no stats" in flags["sub-006"] and page.rows["sub-006"][2] == "incomplete"
     assert base64.b64encode(b"\x89PNG\r\n\x1a\npreview-bytes").decode() in "".join(page.images)
     # sub-004 (scan gone): a projection of the mask alone, no slices; sub-002: none
     text = (tmp_path / "r.html").read_text()
+    assert "truth-model \u2014 1 case(s): sub-001<" in text  # each provenance shown with its cases
     assert 'alt="sub-004: maximum-intensity projection"' in text and 'alt="sub-004: slices"' not in text
     assert 'alt="sub-002: ' not in text
 
