@@ -9,7 +9,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
-        folder: Path = typer.Argument(..., help="A predict output folder (what predict -o wrote); only read."),
+        folder: Path = typer.Option(..., "-i", "--input", help="A predict output folder (what predict -o wrote); only read."),
         out: Path = typer.Option(Path("report.html"), "-o", "--out", help="The HTML file to write (not inside the folder)."),
         sites: Path | None = typer.Option(None, "--sites", help="Manifest/site table (.csv/.tsv with a site column) or BIDS folder "
                                              "naming each case's site (default: found above the inputs, else the case id prefix)."),

@@ -22,7 +22,7 @@ def test_report_options_reach_the_page(predicted, tmp_path, capsys):
     sites = tmp_path / "sites.csv"
     sites.write_text("case_id,site\n" + "".join(f"sub-00{i},scanner{'AB'[i % 2]}\n" for i in range(1, 7)))
     out = tmp_path / "plain.html"
-    code = main(["report", str(predicted), "-o", str(out), "--sites", str(sites), "--outlier-z", "100", "--no-pictures", "-q", "-j", "2"])
+    code = main(["report", "-i", str(predicted), "-o", str(out), "--sites", str(sites), "--outlier-z", "100", "--no-pictures", "-q", "-j", "2"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert captured.out.startswith(f"wrote {out}") and captured.err == ""  # -q: the final line only
@@ -33,10 +33,10 @@ def test_report_options_reach_the_page(predicted, tmp_path, capsys):
     assert 'alt="sub-001: ' not in page  # --no-pictures: no case pictures (the cohort plots stay)
     assert tree(predicted) == before
 
-    assert main(["report", str(predicted), "-o", str(out), "-j", "0"]) == 2  # --jobs at least 1
+    assert main(["report", "-i", str(predicted), "-o", str(out), "-j", "0"]) == 2  # --jobs at least 1
     capsys.readouterr()
     default = tmp_path / "default.html"
-    assert main(["report", str(predicted), "-o", str(default), "--no-pictures"]) == 0
+    assert main(["report", "-i", str(predicted), "-o", str(default), "--no-pictures"]) == 0
     captured = capsys.readouterr()
     assert "[1/9] sub-001" in captured.err and "[9/9]" in captured.err  # progress per case without -q
     page = default.read_text()
@@ -45,7 +45,7 @@ def test_report_options_reach_the_page(predicted, tmp_path, capsys):
 
 def test_report_writes_report_html_here_by_default(predicted, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["report", str(predicted), "--no-pictures", "-q"]) == 0
+    assert main(["report", "-i", str(predicted), "--no-pictures", "-q"]) == 0
     assert (tmp_path / "report.html").is_file() and "wrote report.html" in capsys.readouterr().out
 
 
@@ -63,7 +63,7 @@ def test_report_bad_input_is_one_line(case, predicted, tmp_path, capsys):
         (tmp_path / "s.csv").write_text("case_id,scanner\nsub-001,X\n")
         extra = ["--sites", str(tmp_path / "s.csv")]
     before = tree(predicted)
-    code = main(["report", str(folder), "-o", str(out), "--no-pictures", *extra])
+    code = main(["report", "-i", str(folder), "-o", str(out), "--no-pictures", *extra])
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), err
