@@ -172,7 +172,6 @@ def _read_case(folder: Path, case_id: str, outputs: CaseOutputs | None, row: Map
                run: Mapping[str, Any] | None, pictures: bool) -> tuple[CaseQC, Path | None]:
     """One case's record (numbers, regions, flags, pictures) and its input scan's path (if found)."""
     from mednet_pvs.inference.bundle import sha256_of
-    from mednet_pvs.io import load_image
 
     qc = CaseQC(case_id, status=(row or {}).get("status") or "ok")
     if qc.status == "failed":
@@ -188,11 +187,11 @@ def _read_case(folder: Path, case_id: str, outputs: CaseOutputs | None, row: Map
         return qc, None
     try:
         stats = outputs.read_stats()
-    except (OSError, ValueError) as e:
+        qc.count, qc.volume_mm3 = int(stats["count"]), float(stats["volume_mm3"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
         qc.status = "incomplete"
-        qc.flag("error", f"unreadable stats {outputs.path('stats')} ({e})")
+        qc.flag("error", f"unreadable stats {outputs.path('stats')} ({type(e).__name__}: {e})")
         return qc, None
-    qc.count, qc.volume_mm3 = int(stats["count"]), float(stats["volume_mm3"])
     qc.mean_probability = stats.get("mean_probability")
     qc.regions = {k: {"name": r.get("name") or k, "count": r.get("count"), "volume_mm3": r.get("volume_mm3")}
                   for k, r in (stats.get("per_region") or {}).items()}
@@ -210,16 +209,17 @@ def _read_case(folder: Path, case_id: str, outputs: CaseOutputs | None, row: Map
     if recorded:
         qc.notes["input scan"] = recorded
     if scan is None:
-        qc.flag("warning", f"input scan not found ({recorded or 'no path recorded'}): pictures of the mask alone")
+        qc.flag("warning", f"input scan not found ({recorded or 'no path recorded'})" + (": pictures of the mask alone" if pictures else ""))
     elif sha and sha256_of(scan) != sha:
         qc.flag("warning", f"input scan {scan} changed since predict (sha256 differs)")
     if pictures:
-        _draw(qc, outputs, scan, load_image)
+        _draw(qc, outputs, scan)
     return qc, scan
 
 
-def _draw(qc: CaseQC, outputs: Any, scan: Path | None, load_image: Callable[..., Any]) -> None:
+def _draw(qc: CaseQC, outputs: CaseOutputs, scan: Path | None) -> None:
     """Add the case's pictures (MIP and slices; the preview PNG when the scan is gone); flag what is missing."""
+    from mednet_pvs.io import load_image
     from mednet_pvs.viz.report import case_pictures
 
     mask_path, probs_path, preview = outputs.path("mask"), outputs.path("probabilities"), outputs.path("preview")
