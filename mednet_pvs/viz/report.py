@@ -2,7 +2,7 @@
 
     cases = [CaseQC("sub-01", site="A", count=12, volume_mm3=80.0, pictures=case_pictures(img, mask))]
     flag_outliers(cases)                       # burden far outside the cohort (median/MAD)
-    html = render_report(cases, title="PVS QC", provenance=[run_provenance])
+    html = render_report(cases, title="PVS QC", provenance=[("the model", run_record)])
 
 The page holds everything it shows: pictures are PNG inlined as base64 ``data:`` URIs, styles and
 the few lines of script that sort the table are inline, nothing is fetched (no fonts, CDN or
