@@ -173,6 +173,7 @@ def test_missing_files_flag_the_case_and_the_page_is_still_written(predicted, tm
     assert 'alt="sub-002: ' not in text
 
 
+@pytest.mark.slow
 def test_a_bids_layout_output_is_read_through_its_names(predicted, tmp_path):
     """``predict --layout bids``: outputs found by BIDS name, also for case ids that are not the
     BIDS prefix (matched through the cohort table's participant_id); ``jobs=2`` draws the same page."""
