@@ -162,12 +162,12 @@ def _check_signal(data: np.ndarray, name: str) -> None:
 
 def _size_guess(data: np.ndarray, affine: np.ndarray) -> float:
     """Linear size of the scan's foreground relative to the atlas brain (cube root of the volume
-    ratio, within :data:`SCALE_RANGE`): the registration's starting scale. A skull-on head starts
-    about 1.2 times too large, well within what the 4 mm level corrects."""
+    ratio): the registration's starting scale. A skull-on head starts about 1.2 times too large,
+    well within what the 4 mm level corrects."""
     lo, hi = float(data.min()), float(data.max())
     fg = float((data > lo + 0.1 * (hi - lo)).sum()) * abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3])))
     brain = float(_atlas()[3].sum())  # 1 mm voxels
-    return float(np.clip((fg / brain) ** (1 / 3), *SCALE_RANGE))
+    return (fg / brain) ** (1 / 3)
 
 
 def _check_transform(m: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], name: str) -> None:
@@ -218,8 +218,11 @@ def register_atlas(image: ImageSource, affine: Any = None, *, brainmask: ImageSo
     import SimpleITK as sitk
 
     t0 = time.perf_counter()
-    scan = load_image((image, np.eye(4) if affine is None else np.asarray(affine, float)) if isinstance(image, np.ndarray) else image,
-                      max_anisotropy=None)
+    src = (image, np.eye(4) if affine is None else np.asarray(affine, float)) if isinstance(image, np.ndarray) else image
+    try:
+        scan = load_image(src, max_anisotropy=None)
+    except InputError as e:  # e.g. an empty (constant) image: no regions, the case goes on
+        raise RegistrationError(e.path, f"{e.problem}: the atlas cannot be registered") from None
     name = scan.name
     data = np.asarray(scan.data, np.float32)
     if brainmask is not None:
@@ -229,13 +232,18 @@ def register_atlas(image: ImageSource, affine: Any = None, *, brainmask: ImageSo
         data = np.where(bm > 0, data, 0).astype(np.float32)
     _check_signal(data, name)
     regions, a_aff, template, _ = _atlas()
+    size = _size_guess(data, scan.affine)
+    lo, hi = SCALE_RANGE
+    if not lo <= size <= hi:  # no registration can make a head of it: say so at once
+        raise RegistrationError(name, f"the image's foreground is {size:.2f} times the size of the MNI152 brain "
+                                      f"(a head is {lo:g}-{hi:g}): is this a head scan?")
     try:
         if threads:
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
         fixed_full = _to_sitk(data - float(data.min()), scan.affine)
         tx = sitk.CenteredTransformInitializer(fixed_full, _to_sitk(template, a_aff), sitk.AffineTransform(3),
                                                sitk.CenteredTransformInitializerFilter.MOMENTS)
-        tx.SetMatrix((np.eye(3) / _size_guess(data, scan.affine)).ravel().tolist())
+        tx.SetMatrix((np.eye(3) / size).ravel().tolist())
         for voxel_mm, iterations, share in LEVELS:
             fixed = _shrink(fixed_full, voxel_mm)
             n = int(np.prod(fixed.GetSize()))
@@ -282,7 +290,8 @@ def case_regions(regions: Any, image: ImageSource, *, mode: str = "atlas",
     Returns:
         ``(regions for pvs_burden or None, record)``; ``record`` has ``regions_source`` (``"file"``,
         :data:`ATLAS_SOURCE` or ``"none"``) and, when the registration failed, ``regions_error``
-        (the reason, one line) with ``regions_source`` ``"none"``.
+        (the reason, one line) with ``regions_source`` ``"none"``; with the atlas also
+        ``regions: "atlas"`` (the map's name in the stats) and ``regions_seconds``.
 
     Raises:
         ConfigError: an unknown ``mode``.
@@ -295,7 +304,7 @@ def case_regions(regions: Any, image: ImageSource, *, mode: str = "atlas",
         fit = register_atlas(image, brainmask=brainmask)
     except RegistrationError as e:
         return None, {"regions_source": "none", "regions_error": str(e)}
-    return fit.region_map, {"regions_source": fit.source, "regions_seconds": round(fit.seconds, 2)}
+    return fit.region_map, {"regions": "atlas", "regions_source": fit.source, "regions_seconds": round(fit.seconds, 2)}
 
 
 __all__ = ["ATLAS_SOURCE", "REGION_MODES", "AtlasRegions", "RegistrationError", "case_regions", "check_region_mode",
