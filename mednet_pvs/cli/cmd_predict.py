@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Mirroring test-time augmentation (default: the model's setting)."),
         step: Optional[float] = typer.Option(None, help="Sliding-window step as a fraction of the patch (default: the model's, 0.5)."),
         save_probs: bool = typer.Option(False, "--save-probs", help="Also write the PVS probability map."),
-        regions: Optional[Path] = typer.Option(None, help="Region map (aseg/SynthSeg) for per-region burden: a file, or a folder of <case id>*.nii.gz."),
+        regions: str = typer.Option("atlas", help="Per-region burden from: atlas (default: the MNI152 region map registered to each scan, affine), none, or a region map (aseg/SynthSeg) file or folder of <case id>*.nii.gz (cases without one use the atlas)."),
         brainmask: Optional[Path] = typer.Option(None, help="Brain mask for a single input scan."),
         preview: bool = typer.Option(False, "--preview", help="Also write a PNG overview per case."),
         shard: Optional[str] = typer.Option(None, help="K/N: process only this share of the inputs (e.g. SLURM array task K of N)."),
@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
 
         from mednet_pvs.cli.progress import progress_display
         from mednet_pvs.errors import ConfigError
+        from mednet_pvs.analysis.atlas import REGION_MODES
         from mednet_pvs.io import check_output_dir
 
         console = Console(stderr=True, soft_wrap=True)
@@ -47,7 +48,8 @@ def register(app: typer.Typer) -> None:
         check_output_dir(outdir)
         if layout not in LAYOUTS:
             raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
-        cases = collect_inputs(inputs, regions=regions, brainmask=brainmask, converted=Path(outdir) / "converted")
+        region_path = None if regions in REGION_MODES else Path(regions)
+        cases = collect_inputs(inputs, regions=region_path, brainmask=brainmask, converted=Path(outdir) / "converted")
         todo = select_shard(cases, shard_kn)
         net = load_pretrained(model, device=device)
         if compile_:
@@ -66,6 +68,7 @@ def register(app: typer.Typer) -> None:
                 cases, outdir, net, tta=tta, step=step, save_probs=save_probs, preview=preview,
                 overwrite=overwrite, shard=shard_kn, on_case=show.case, on_tile=None if quiet else show.tile,
                 max_anisotropy=max_anisotropy, model_source=model, layout=layout,
+                regions="none" if regions == "none" else "atlas",
             )
         console.print(
             f"{len(report.done)} done, {len(report.skipped)} skipped (already done), {len(report.failed)} failed"

@@ -301,6 +301,7 @@ def predict_batch(
     overlap_io: bool = True,
     on_tile: Callable[[str, int, int], None] | None = None,
     layout: str = "flat",
+    regions: str = "atlas",
 ) -> BatchReport:
     """Segment every case, write its outputs, and a summary CSV of all cases of this shard.
 
@@ -324,6 +325,10 @@ def predict_batch(
             predicted (progress inside a case).
         layout: ``"flat"`` (a folder per case) or ``"bids"`` (a BIDS derivative dataset:
             :func:`outputs_for`, :func:`~mednet_pvs.inference.outputs.write_bids_dataset`).
+        regions: ``"atlas"``: per-region burden from the case's own region map, else from the
+            MNI152 atlas registered to the scan (:mod:`mednet_pvs.analysis.atlas`; a failed
+            registration is a warning and ``regions_error`` in the stats, the case's other results
+            stay); ``"none"``: no per-region burden.
 
     Returns:
         :class:`BatchReport`.
@@ -331,8 +336,11 @@ def predict_batch(
     import datetime
     import time
 
+    from mednet_pvs.analysis.atlas import case_regions, check_region_mode
     from mednet_pvs.analysis.burden import pvs_burden, summary_row, write_summary
     from mednet_pvs.io import check_output_dir, write_json
+
+    check_region_mode(regions)
 
     out = check_output_dir(outdir)
     report = BatchReport()
@@ -357,7 +365,13 @@ def predict_batch(
         return load_image(case.image, max_anisotropy=max_anisotropy)
 
     def write(case: CaseInput, pred: Any) -> Any:
-        burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=case.regions)
+        region_map, region_record = case_regions(case.regions, pred.scan, mode=regions, brainmask=case.brainmask)
+        if "regions_error" in region_record:
+            import warnings
+
+            warnings.warn(f"{case.case_id}: no per-region burden: {region_record['regions_error']}", stacklevel=1)
+        burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=region_map)
+        burden.parameters.update(region_record)
         outputs[case.case_id].write(
             pred.scan, pred.mask, probabilities=pred.probabilities, save_probabilities=save_probs, burden=burden,
             preview=preview, title=f"{case.case_id}: {burden.count} PVS", provenance={**run, "inputs": input_provenance(case)},
