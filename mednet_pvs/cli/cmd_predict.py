@@ -10,9 +10,10 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
-        inputs: Path = typer.Option(..., "-i", "--input", help="A NIfTI scan, a folder of scans, a DICOM folder (converted with dcm2niix into <out>/converted), a manifest .csv/.tsv or a BIDS-like folder."),
+        inputs: Optional[Path] = typer.Option(None, "-i", "--input", help="A NIfTI scan, a folder of scans (nnU-Net's <case>_0000/_0001 names: one case, several channels), a DICOM folder (converted with dcm2niix into <out>/converted), a manifest .csv/.tsv or a BIDS-like folder."),
         outdir: Path = typer.Option(..., "-o", "--out", help="Output folder (one subfolder per case, plus summary.csv)."),
-        model: str = typer.Option(..., "-m", "--model", help="A registry name (mednet-pvs models), hf://owner/repo@<commit>, a model folder, or an nnU-Net v1 result folder."),
+        model: str = typer.Option(..., "-m", "--model", help="A registry name (mednet-pvs models), hf://owner/repo@<commit>, a model folder, an nnU-Net v2 trainer folder or an nnU-Net v1 result folder."),
+        channel: Optional[list[str]] = typer.Option(None, "--channel", help="NAME=path, once per input channel of a multi-channel model (e.g. --channel T1w=a.nii.gz --channel FLAIR=b.nii.gz): one case, instead of -i."),
         device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
         tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Mirroring test-time augmentation (default: the model's setting)."),
         step: Optional[float] = typer.Option(None, help="Sliding-window step as a fraction of the patch (default: the model's, 0.5)."),
@@ -49,9 +50,19 @@ def register(app: typer.Typer) -> None:
         if layout not in LAYOUTS:
             raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
         region_path = None if regions in REGION_MODES else Path(regions)
-        cases = collect_inputs(inputs, regions=region_path, brainmask=brainmask, converted=Path(outdir) / "converted")
-        todo = select_shard(cases, shard_kn)
+        if (inputs is None) == (not channel):
+            raise ConfigError("give the input with -i/--input, or a multi-channel case with --channel NAME=path (not both)")
+        pairs = _channel_pairs(channel or [])
+        if inputs is not None:
+            cases = collect_inputs(inputs, regions=region_path, brainmask=brainmask, converted=Path(outdir) / "converted")
         net = load_pretrained(model, device=device)
+        if pairs:
+            from mednet_pvs.inference.batch import _attach_regions, channel_case
+
+            cases = [channel_case(pairs, getattr(net, "channel_names", ("image",)), brainmask=brainmask)]
+            if region_path is not None:
+                cases = _attach_regions(cases, region_path)
+        todo = select_shard(cases, shard_kn)
         if compile_:
             if not hasattr(net, "compile"):
                 raise ConfigError(f"--compile: {model} has no networks to compile")
@@ -78,3 +89,18 @@ def register(app: typer.Typer) -> None:
         if report.failed:
             raise typer.Exit(1)
 
+
+
+def _channel_pairs(items: list[str]) -> dict[str, str]:
+    """``["T1w=a.nii.gz", ...]`` -> ``{"T1w": "a.nii.gz"}``; a malformed or repeated name is one line."""
+    from mednet_pvs.errors import ConfigError
+
+    pairs: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ConfigError(f"--channel {item!r}: expected NAME=path (e.g. T1w=sub-01_T1w.nii.gz)")
+        if name.strip() in pairs:
+            raise ConfigError(f"--channel {name.strip()} is given twice")
+        pairs[name.strip()] = path.strip()
+    return pairs

@@ -7,13 +7,15 @@
 Modules, bottom up: ``sliding_window`` (tiling, stitching), ``settings`` (:class:`InferenceConfig`),
 ``outputs`` (a case's output files, :class:`CaseOutputs`), ``prediction`` (:class:`Prediction`
 and the :class:`Segmenter` interface), ``card`` (model cards), ``bundle`` (the folder format,
-:class:`BundleConfig`, model kinds), ``model`` (the network ensemble, kind ``network``),
-``frangi_model`` (kind ``frangi``), ``batch`` (many scans). Importing this package registers
-both built-in kinds.
+:class:`BundleConfig`, model kinds), ``backends`` (where networks run: torch, or ONNX Runtime
+compiled and cached on disk), ``model`` (the network ensemble, kind ``network``),
+``frangi_model`` (kind ``frangi``), ``nnunet_model`` (kind ``nnunet``: imported nnU-Net models
+run as nnU-Net runs them), ``batch`` (many scans). Importing this package registers the built-in kinds.
 """
 from mednet_pvs.inference.bundle import BundleConfig, load_bundle, read_bundle_config, register_kind, write_bundle
 from mednet_pvs.inference.frangi_model import FrangiModel
 from mednet_pvs.inference.model import PVSModel
+from mednet_pvs.inference.nnunet_model import NnUNetModel
 from mednet_pvs.inference.outputs import CaseOutputs
 from mednet_pvs.inference.prediction import Prediction, Segmenter
 from mednet_pvs.inference.settings import InferenceConfig
@@ -29,6 +31,7 @@ __all__ = [
     "CaseOutputs",
     "FrangiModel",
     "InferenceConfig",
+    "NnUNetModel",
     "PVSModel",
     "Prediction",
     "Segmenter",

@@ -62,6 +62,13 @@ class CaseInput:
     subject: str | None = None
     session: str | None = None
     skip: str | None = None
+    #: further input channels of a multi-channel model (``image`` is the first), in the model's order
+    channels: tuple[Path, ...] = ()
+
+    @property
+    def images(self) -> tuple[Path, ...]:
+        """Every input channel: ``image`` then ``channels``."""
+        return (self.image, *self.channels)
 
 
 @dataclass
@@ -118,20 +125,21 @@ def collect_inputs(source: PathType, *, regions: PathType | None = None, brainma
         cases = [CaseInput(_stem(src), src, Path(brainmask) if brainmask else None)]
     elif src.is_dir() and not ((src / "manifest.csv").exists() or (src / "manifest.tsv").exists() or any(p.is_dir() for p in src.glob("sub-*"))):
         files = sorted(p for p in src.iterdir() if p.is_file() and NIFTI.search(p.name))
-        if files:
+        if files and all(NNUNET_CHANNEL.search(p.name) for p in files):
+            cases = _nnunet_named_inputs(src, files)
+        elif files:
             cases = [CaseInput(_stem(p), p) for p in files]
         else:
             cases = _dicom_inputs(src, converted)
     else:
         cases = []
         for c in load_cases(src, require_label=False):
-            if len(c.images) != 1:
-                raise InputError(src, f"case {c.key}: {len(c.images)} image channels; predict takes single-channel models")
             region_col = next((c.extra[k] for k in REGION_COLUMNS if c.extra.get(k)), None)  # as evaluate reads them
             region_path = None if region_col is None else Path(region_col).expanduser()
             if region_path is not None and not region_path.is_absolute():
                 region_path = (src.parent if src.is_file() else src) / region_path
-            cases.append(CaseInput(c.key, Path(c.images[0]), c.brainmask, region_path, subject=c.subject, session=c.session))
+            cases.append(CaseInput(c.key, Path(c.images[0]), c.brainmask, region_path, subject=c.subject, session=c.session,
+                                   channels=tuple(Path(i) for i in c.images[1:])))
     scans = [c for c in cases if c.skip is None]
     if brainmask and len(scans) > 1:
         raise InputError(brainmask, "a single brain mask file was given for several inputs; use a manifest's brainmask column")
@@ -144,6 +152,46 @@ def collect_inputs(source: PathType, *, regions: PathType | None = None, brainma
     if regions is not None:
         cases = _attach_regions(cases, Path(regions))
     return sorted(cases, key=lambda c: c.case_id)
+
+
+#: nnU-Net's input naming: ``<case>_<channel as 4 digits>.nii.gz``.
+NNUNET_CHANNEL = re.compile(r"_(\d{4})\.(nii|nii\.gz)$", re.IGNORECASE)
+
+
+def _nnunet_named_inputs(src: Path, files: list[Path]) -> list[CaseInput]:
+    """A folder named as nnU-Net names inputs (``case_0000.nii.gz``, ``case_0001.nii.gz``): one case
+    per ``case``, its channels in channel-number order; a case missing a channel is an InputError."""
+    groups: dict[str, dict[int, Path]] = {}
+    for p in files:
+        m = NNUNET_CHANNEL.search(p.name)
+        assert m is not None
+        groups.setdefault(p.name[: m.start()], {})[int(m.group(1))] = p
+    n = max(len(g) for g in groups.values())
+    cases = []
+    for stem, chans in sorted(groups.items()):
+        if sorted(chans) != list(range(n)):
+            raise InputError(src / f"{stem}_{len(chans):04d}.nii.gz",
+                             f"case {stem!r} has channels {sorted(chans)} where others have 0..{n - 1} (nnU-Net naming)")
+        cases.append(CaseInput(_stem(src / f"{stem}.nii.gz"), chans[0], channels=tuple(chans[i] for i in range(1, n))))
+    return cases
+
+
+def channel_case(channels: dict[str, PathType], names: Sequence[str], *, brainmask: PathType | None = None) -> CaseInput:
+    """One case from ``--channel NAME=path`` pairs, ordered as the model's channel ``names``.
+
+    Every name the model has must be given, and no other (one line naming what is missing/extra).
+    """
+    missing = [n for n in names if n not in channels]
+    extra = [n for n in channels if n not in names]
+    if missing or extra:
+        raise InputError(None, f"--channel: the model's channels are {', '.join(names)}"
+                               + (f"; missing {', '.join(missing)}" if missing else "")
+                               + (f"; unknown {', '.join(extra)}" if extra else ""))
+    paths = [Path(channels[n]).expanduser() for n in names]
+    for p in paths:
+        if not p.is_file():
+            raise InputError(p, "not found")
+    return CaseInput(_stem(paths[0]), paths[0], Path(brainmask) if brainmask else None, channels=tuple(paths[1:]))
 
 
 def _attach_regions(cases: list[CaseInput], regions: Path) -> list[CaseInput]:
@@ -241,7 +289,8 @@ def input_provenance(case: CaseInput) -> dict[str, dict[str, str]]:
     """``{role: {"path", "sha256"}}`` of a case's input files (image, brain mask, region map)."""
     from mednet_pvs.inference.bundle import sha256_of
 
-    files = {"image": case.image, "brainmask": case.brainmask, "regions": case.regions}
+    files = {"image": case.image, "brainmask": case.brainmask, "regions": case.regions,
+             **{f"channel_{i}": p for i, p in enumerate(case.channels, 1)}}
     return {role: {"path": str(p), "sha256": sha256_of(p)} for role, p in files.items() if p is not None}
 
 
@@ -362,6 +411,12 @@ def predict_batch(
             on_case(case.case_id, "skipped", f"not segmented: {case.skip}")
 
     def read(case: CaseInput) -> Any:
+        want = len(getattr(model, "channel_names", ("image",)))
+        if len(case.images) != want:
+            raise InputError(case.image, f"case {case.case_id} has {len(case.images)} input channel(s); the model takes "
+                                         f"{want} ({', '.join(getattr(model, 'channel_names', ('image',)))})")
+        if case.channels:  # a multi-channel model: one scan per channel (the model checks their grids)
+            return [load_image(p, max_anisotropy=max_anisotropy) for p in case.images]
         return load_image(case.image, max_anisotropy=max_anisotropy)
 
     def write(case: CaseInput, pred: Any) -> Any:
@@ -375,7 +430,8 @@ def predict_batch(
         outputs[case.case_id].write(
             pred.scan, pred.mask, probabilities=pred.probabilities, save_probabilities=save_probs, burden=burden,
             preview=preview, title=f"{case.case_id}: {burden.count} PVS", provenance={**run, "inputs": input_provenance(case)},
-            sources=[Path(case.image).absolute().as_uri()])
+            sources=[Path(p).absolute().as_uri() for p in case.images],
+            label_map=getattr(pred, "label_map", None), classes=getattr(pred, "classes", None))
         return burden
 
     def finish(case: CaseInput, result: Future) -> None:

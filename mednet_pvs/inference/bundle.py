@@ -9,7 +9,8 @@
 
 :func:`write_bundle` and :func:`read_bundle_config` are the one pair that writes and reads this
 format; they know no model class. Each model *kind* registers how it is built from a bundle
-(:func:`register_kind`): the network ensemble (``"network"``, :mod:`~mednet_pvs.inference.model`)
+(:func:`register_kind`): the network ensemble (``"network"``, :mod:`~mednet_pvs.inference.model`),
+imported nnU-Net models in exact mode (``"nnunet"``, :mod:`~mednet_pvs.inference.nnunet_model`)
 and Frangi (``"frangi"``, :mod:`~mednet_pvs.inference.frangi_model`); :func:`load_bundle` looks
 the kind up. Adding a kind is one new module with its ``@register_kind``. Weights are safetensors
 only (loading never unpickles anything), and their sha256, recorded in ``config.json`` when
@@ -28,6 +29,7 @@ import torch
 
 from mednet_pvs.classical.frangi import FrangiConfig
 from mednet_pvs.config import Config, shown
+from mednet_pvs.data.nnunet_preprocessing import NnUNetPipeline
 from mednet_pvs.data.preprocessing import PreprocessConfig
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.inference.settings import InferenceConfig
@@ -54,6 +56,8 @@ class BundleConfig(Config):
         members: names of the ensemble members (weights ``"<member>.<key>"``).
         labels: output label values -> names.
         frangi: the filter and threshold settings (kind ``"frangi"``).
+        nnunet: nnU-Net's own pre- and post-processing, run step for step (kind ``"nnunet"``:
+            imported nnU-Net v1/v2 models in exact mode).
         weights_sha256: sha256 of ``model.safetensors`` (checked on load; ``None`` in bundles
             written before it was recorded, and in bundles without weights).
         meta: everything else worth keeping (contrast, training data and run, figures, provenance).
@@ -70,6 +74,7 @@ class BundleConfig(Config):
     members: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_LABELS))
     frangi: FrangiConfig | None = None
+    nnunet: NnUNetPipeline | None = None
     weights_sha256: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 

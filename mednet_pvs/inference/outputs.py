@@ -14,6 +14,8 @@ key             file                        what
 ``mask``        ``<case>_mask.nii.gz``      uint8 PVS mask, exactly the mask given (the model's)
 ``probabilities`` ``<case>_prob.nii.gz``    float32 PVS probability
 ``labels``      ``<case>_clusters.nii.gz``  int32 cluster ids of the burden
+``classes``     ``<case>_classes.nii.gz``   uint8 label of every class, for models with several
+                                            (e.g. PVS and WMH); ``stats`` then has ``"classes"``
 ``preview``     ``<case>_preview.png``      orthogonal slices with the mask overlaid
 ``stats``       ``<case>_stats.json``       the burden's numbers (:meth:`~mednet_pvs.analysis.Burden.to_dict`)
 ``clusters``    ``<case>_clusters.csv``     one row per cluster; written last: its presence means done
@@ -34,6 +36,7 @@ key                         file (after ``<prefix>_``)          what
 ``probabilities``           ``desc-pvs_probseg.nii.gz``         as above
 ``probabilities_sidecar``   ``desc-pvs_probseg.json``           its sidecar: Sources, provenance
 ``labels``                  ``desc-pvsclusters_dseg.nii.gz``    as above
+``classes``                 ``desc-classes_dseg.nii.gz``        as above
 ``preview``                 ``desc-pvs_preview.png``            as above (listed in ``.bidsignore``)
 ``stats``                   ``desc-pvs_mask.json``              the mask's sidecar: ``Type``,
                                                                 ``Sources``, the burden's numbers,
@@ -76,6 +79,7 @@ OUTPUT_FILES = {
     "mask": "mask.nii.gz",
     "probabilities": "prob.nii.gz",
     "labels": "clusters.nii.gz",
+    "classes": "classes.nii.gz",
     "preview": "preview.png",
     "stats": "stats.json",
     "clusters": "clusters.csv",
@@ -86,6 +90,7 @@ BIDS_OUTPUT_FILES = {
     "probabilities": "desc-pvs_probseg.nii.gz",
     "probabilities_sidecar": "desc-pvs_probseg.json",
     "labels": "desc-pvsclusters_dseg.nii.gz",
+    "classes": "desc-classes_dseg.nii.gz",
     "preview": "desc-pvs_preview.png",
     "stats": "desc-pvs_mask.json",
     "clusters": "desc-pvs_clusters.tsv",
@@ -190,6 +195,8 @@ class CaseOutputs:
         title: str | None = None,
         provenance: dict[str, Any] | None = None,
         sources: Sequence[str] = (),
+        label_map: np.ndarray | None = None,
+        classes: Mapping[int, str] | None = None,
     ) -> dict[str, Path]:
         """Write this case's outputs on ``scan``'s grid, atomically, in :attr:`names` order.
 
@@ -208,6 +215,10 @@ class CaseOutputs:
                 in the stats JSON as ``"provenance"`` (needs ``burden``; ``bids`` layout: also in the
                 probability map's sidecar).
             sources: ``bids`` layout: the sidecars' ``Sources`` (URIs of the input files).
+            label_map: (X, Y, Z) label of every class (models with several classes): written as
+                ``classes``, and each class's voxel count and volume go into the stats as
+                ``"classes": {name: {"label", "voxels", "volume_mm3"}}``.
+            classes: label value -> name of ``label_map``.
 
         Returns:
             ``{key: path}`` of the files written.
@@ -226,6 +237,14 @@ class CaseOutputs:
             if burden is None:
                 raise ValueError("labels=True needs the burden whose cluster ids to write")
             written["labels"] = save_like(burden.labels, scan, self.path("labels"), dtype=np.int32)
+        class_stats = None
+        if label_map is not None:
+            written["classes"] = save_like(np.asarray(label_map), scan, self.path("classes"), dtype=np.uint8)
+            voxel_mm3 = float(abs(np.linalg.det(scan.affine[:3, :3])))
+            counts = np.bincount(np.asarray(label_map, np.int64).ravel())
+            class_stats = {name: {"label": int(v), "voxels": int(counts[v]) if v < counts.size else 0,
+                                  "volume_mm3": (int(counts[v]) if v < counts.size else 0) * voxel_mm3}
+                           for v, name in sorted((classes or {}).items()) if int(v) != 0}
         if preview:
             from mednet_pvs.viz import show
 
@@ -233,6 +252,8 @@ class CaseOutputs:
             written["preview"] = self.path("preview")
         if burden is not None:
             stats = burden.to_dict() if provenance is None else {**burden.to_dict(), "provenance": provenance}
+            if class_stats is not None:
+                stats["classes"] = class_stats
             if self.layout == "bids":  # the stats are the mask's sidecar
                 stats = {"Type": "ROI", "Description": "enlarged perivascular spaces (PVS)", **_references(sources), **stats}
             written["stats"] = write_strict_json(stats, self.path("stats"))

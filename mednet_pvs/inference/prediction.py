@@ -31,18 +31,26 @@ class Prediction:
         mask: (X, Y, Z) uint8 PVS mask (thresholded, small clusters removed).
         scan: the input (its affine and header are used to write outputs).
         info: timings (s), model name, settings used.
+        label_map: (X, Y, Z) uint8 label of every voxel, for models with several classes (e.g. PVS
+            and white-matter hyperintensities); ``None`` for PVS-only models (``mask`` says it all).
+        classes: label value -> name of ``label_map`` (background included).
+        class_probabilities: (K, X, Y, Z) float32 probability of each class, when computed.
     """
 
     probabilities: np.ndarray
     mask: np.ndarray
     scan: Scan
     info: dict[str, Any] = field(default_factory=dict)
+    label_map: np.ndarray | None = None
+    classes: dict[int, str] | None = None
+    class_probabilities: np.ndarray | None = None
 
     def save(self, outdir: PathType, name: str, *, probabilities: bool = False) -> dict[str, Path]:
-        """Write ``{name}_mask.nii.gz`` (uint8) and optionally ``{name}_prob.nii.gz`` (float32)
-        into ``outdir``, atomically (the names of :class:`~mednet_pvs.inference.outputs.CaseOutputs`)."""
+        """Write ``{name}_mask.nii.gz`` (uint8), optionally ``{name}_prob.nii.gz`` (float32), and
+        ``{name}_classes.nii.gz`` for models with several classes, into ``outdir``, atomically (the names of :class:`~mednet_pvs.inference.outputs.CaseOutputs`)."""
         return CaseOutputs(Path(outdir), name).write(
-            self.scan, self.mask, probabilities=self.probabilities if probabilities else None
+            self.scan, self.mask, probabilities=self.probabilities if probabilities else None,
+            label_map=self.label_map, classes=self.classes,
         )
 
     def burden(self, **kwargs: Any) -> Any:

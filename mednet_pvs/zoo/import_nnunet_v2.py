@@ -11,6 +11,7 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -163,7 +164,9 @@ def load_nnunet_v2_folder(folder: str | PathLike, fold: int | str = 0, *, checkp
         raise InputError(dataset_path, "needs a non-empty 'channel_names' mapping")
     net_config = _nnunet_config(cfg["architecture"], len(channels),
                                 _num_segmentation_heads(dataset.get("labels"), dataset_path), cfg, plans_path)
+    net_config = net_config.replace(deep_supervision=False)
     network = build_nnunet(net_config)
+    network.nnunet_config = net_config
     network.network_name = ("nnunet_plain" if net_config.architecture == PLAIN else
                             "nnunet_resenc_l" if "ResEncUNetL" in str(plans.get("plans_name")) else
                             "nnunet_resenc_m")
@@ -192,3 +195,138 @@ def load_nnunet_v2_folder(folder: str | PathLike, fold: int | str = 0, *, checkp
         raise InputError(plans_path, f"configuration {cfg_name!r} lists {len(facts.normalization_schemes)} "
                                      f"normalization schemes for {len(channels)} input channels")
     return network.eval(), facts
+
+
+# ------------------------------------------------------------------------------ exact-mode import
+#: nnU-Net's resampling functions whose behaviour :mod:`mednet_pvs.data.nnunet_preprocessing` reproduces.
+KNOWN_RESAMPLING = ("resample_data_or_seg_to_shape",)
+CHECKPOINTS = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth"}
+
+
+def find_v2_folds(folder: Path, checkpoint_name: str) -> list[str]:
+    """The fold names (``"0"``, ``"all"``...) of a v2 trainer folder that hold ``checkpoint_name``."""
+    names = [p.name[len("fold_"):] for p in sorted(folder.glob("fold_*")) if (p / checkpoint_name).is_file()]
+    return sorted(names, key=lambda f: (not f.isdigit(), int(f) if f.isdigit() else 0, f))
+
+
+def is_nnunet_v2_folder(folder: str | PathLike) -> bool:
+    """A folder with ``plans.json``, ``dataset.json`` and at least one ``fold_*`` (a v2 trainer folder)."""
+    folder = Path(folder)
+    return (folder / "plans.json").is_file() and (folder / "dataset.json").is_file() and any(folder.glob("fold_*"))
+
+
+def nnunet_v2_pipeline(plans: dict, dataset: dict, cfg: dict, plans_path: Path, dataset_path: Path):
+    """The :class:`~mednet_pvs.data.nnunet_preprocessing.NnUNetPipeline` of a plans configuration;
+    a reader, normalisation, resampling or label layout that is not reproduced is an InputError naming the file."""
+    from mednet_pvs.data.nnunet_preprocessing import (
+        NORMALIZATIONS,
+        READERS,
+        NnUNetPipeline,
+    )
+
+    reader = dataset.get("overwrite_image_reader_writer") or plans.get("image_reader_writer") or "SimpleITKIO"
+    if reader not in READERS:
+        raise InputError(dataset_path if dataset.get("overwrite_image_reader_writer") else plans_path,
+                         f"image reader {reader!r} is not supported in exact mode (supported: {', '.join(READERS)})")
+    for key in ("resampling_fn_data", "resampling_fn_probabilities"):
+        fn = cfg.get(key, "resample_data_or_seg_to_shape")
+        if fn not in KNOWN_RESAMPLING:
+            raise InputError(plans_path, f"{key} {fn!r} is not supported in exact mode (supported: {', '.join(KNOWN_RESAMPLING)})")
+    schemes = tuple(cfg.get("normalization_schemes", ()))
+    unknown = [s for s in schemes if s not in NORMALIZATIONS]
+    if unknown:
+        raise InputError(plans_path, f"normalisation scheme(s) {unknown} not known (known: {', '.join(sorted(NORMALIZATIONS))})")
+    labels = dataset.get("labels") or {}
+    if any(isinstance(v, (list, tuple)) for v in labels.values()):
+        raise InputError(dataset_path, "region-based labels (lists of label values) are not supported in exact mode yet")
+    if "ignore" in labels:
+        labels = {k: v for k, v in labels.items() if k != "ignore"}
+    channels = dataset.get("channel_names", dataset.get("modality"))
+    spacing = tuple(float(s) for s in cfg["spacing"])
+    if len(spacing) != 3:
+        raise InputError(plans_path, f"spacing {list(spacing)} is not 3D: only 3d configurations are supported")
+
+    def resampling(key: str, default_order: int) -> dict[str, Any]:
+        kw = dict(cfg.get(f"{key}_kwargs") or {})
+        return {"order": int(kw.get("order", default_order)), "order_z": int(kw.get("order_z", 0)),
+                "force_separate_z": kw.get("force_separate_z")}
+
+    try:
+        return NnUNetPipeline(
+            version=2, reader=reader,
+            transpose_forward=tuple(int(i) for i in plans.get("transpose_forward", (0, 1, 2))),
+            transpose_backward=tuple(int(i) for i in plans.get("transpose_backward", (0, 1, 2))),
+            spacing=spacing, normalization_schemes=schemes,
+            use_mask_for_norm=tuple(bool(b) for b in cfg.get("use_mask_for_norm", ())),
+            intensity_properties={str(k): {kk: float(vv) for kk, vv in v.items() if isinstance(vv, (int, float))}
+                                  for k, v in (plans.get("foreground_intensity_properties_per_channel") or {}).items()},
+            resampling_data=resampling("resampling_fn_data", 3),
+            resampling_probabilities=resampling("resampling_fn_probabilities", 1),
+            channel_names={str(k): str(v) for k, v in channels.items()},
+            labels={str(k): int(v) for k, v in labels.items()},
+        )
+    except ConfigError as e:
+        raise InputError(plans_path, str(e)) from None
+
+
+def import_nnunet_v2(folder: str | PathLike, *, folds: Sequence[int | str] | None = None, checkpoint: str = "final",
+                     configuration: str | None = None, device: Any = None, name: str | None = None):
+    """Import a trained nnU-Net v2 model folder (every fold, or ``folds``) as one model in exact mode.
+
+    Args:
+        folder: the trainer folder (``<Trainer>__<Plans>__<configuration>``: ``plans.json``,
+            ``dataset.json``, ``fold_<k>/checkpoint_final.pth``).
+        folds: the folds to use (default: every fold that holds the checkpoint).
+        checkpoint: ``"final"`` (``checkpoint_final.pth``) or ``"best"`` (``checkpoint_best.pth``).
+        configuration: overrides the checkpoints' ``init_args['configuration']``.
+
+    Returns:
+        :class:`~mednet_pvs.inference.nnunet_model.NnUNetModel`: nnU-Net's predictor step for step.
+    """
+    from mednet_pvs.inference.nnunet_model import NnUNetModel
+    from mednet_pvs.inference.settings import InferenceConfig
+    from mednet_pvs.inference.sliding_window import SlidingWindowConfig
+    from mednet_pvs.nets import NetworkSpec
+
+    folder = Path(folder)
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
+    ckpt_name = CHECKPOINTS[checkpoint]
+    if not folder.is_dir():
+        raise InputError(folder, "is not a folder")
+    if not is_nnunet_v2_folder(folder):
+        raise InputError(folder, "is not an nnU-Net v2 trainer folder (plans.json, dataset.json and fold_* expected)")
+    have = find_v2_folds(folder, ckpt_name)
+    wanted = [str(f) for f in folds] if folds else have
+    if not wanted:
+        raise InputError(folder, f"no fold_*/{ckpt_name} found")
+    missing = [f for f in wanted if f not in have]
+    if missing:
+        raise InputError(folder / f"fold_{missing[0]}" / ckpt_name, f"not found; folds with {ckpt_name}: {have or 'none'}")
+    networks, facts = [], []
+    for fold in wanted:
+        net, fact = load_nnunet_v2_folder(folder, fold, checkpoint_name=ckpt_name, configuration=configuration)
+        networks.append(net)
+        facts.append(fact)
+    first = facts[0]
+    if not first.trainer_name.startswith("nnUNetTrainer"):
+        raise InputError(folder / f"fold_{wanted[0]}" / ckpt_name,
+                         f"trainer {first.trainer_name!r} is not known: exact mode runs nnU-Net's nnUNetTrainer and its "
+                         "variants (nnUNetTrainer*), whose network the plans' architecture entry describes")
+    for fold, fact in zip(wanted[1:], facts[1:]):
+        if (fact.configuration, fact.trainer_name, fact.mirroring_axes) != (first.configuration, first.trainer_name, first.mirroring_axes):
+            raise InputError(folder / f"fold_{fold}" / ckpt_name,
+                             f"differs from fold {wanted[0]} (configuration {fact.configuration!r} vs {first.configuration!r}, "
+                             f"trainer {fact.trainer_name!r} vs {first.trainer_name!r}, mirroring {fact.mirroring_axes} vs "
+                             f"{first.mirroring_axes}): folds must come from one training setup")
+    plans_path, dataset_path = folder / "plans.json", folder / "dataset.json"
+    plans, dataset = _read_json(plans_path), _read_json(dataset_path)
+    cfg = _configuration(plans, first.configuration, plans_path)
+    pipeline = nnunet_v2_pipeline(plans, dataset, cfg, plans_path, dataset_path)
+    window = SlidingWindowConfig(patch_size=first.patch_size, step=0.5, batch_size=1,
+                                 mirror_axes=first.mirroring_axes or (), channels_last=False)
+    spec = NetworkSpec(networks[0].network_name, networks[0].nnunet_config.to_dict())
+    meta = {"source": "nnU-Net v2", "trainer": first.trainer_name, "plans": first.plans_name,
+            "configuration": first.configuration, "folds": wanted, "checkpoint": ckpt_name, "imported_from": str(folder)}
+    return NnUNetModel(networks, spec, pipeline, InferenceConfig(window=window), name=name or folder.parent.name,
+                       meta=meta, device=device)

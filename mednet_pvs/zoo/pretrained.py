@@ -93,13 +93,17 @@ def _load_folder(folder: Path, *, device: str | torch.device | None) -> Any:
 
     if (folder / CONFIG).is_file():
         return load_bundle(folder, device=device)
+    from mednet_pvs.zoo.import_nnunet_v2 import import_nnunet_v2, is_nnunet_v2_folder
+
+    if is_nnunet_v2_folder(folder):
+        return import_nnunet_v2(folder, device=device)
     from mednet_pvs.zoo.import_nnunet_v1 import CHECKPOINT, find_folds, import_nnunet_v1
 
     try:
         find_folds(folder, CHECKPOINT)
     except InputError as e:
-        raise InputError(folder, "not a model folder: no config.json (a mednet-pvs bundle) and not an nnU-Net v1 "
-                                 f"result folder ({e.problem})") from None
+        raise InputError(folder, "not a model folder: no config.json (a mednet-pvs bundle), not an nnU-Net v2 "
+                                 f"trainer folder (plans.json, dataset.json, fold_*) and not an nnU-Net v1 result folder ({e.problem})") from None
     return import_nnunet_v1(folder, device=device)
 
 
