@@ -135,6 +135,9 @@ def finetune(
     run = Path(run_dir) if run_dir is not None else out.with_name(out.name + "-run")
     folder = resolve_model_folder(source, run)
     config = read_bundle_config(folder)
+    if config.kind == "nnunet":
+        raise InputError(folder / CONFIG, "is an imported nnU-Net model in exact mode (nnU-Net's own preprocessing): "
+                                          "fine-tuning it is not supported yet; fine-tune with nnU-Net, then import the result")
     try:
         config.require("network", "preprocessing", "inference")
     except ConfigError as e:

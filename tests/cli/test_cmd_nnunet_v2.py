@@ -91,3 +91,11 @@ def test_import_nnunet_v2(tmp_path, capsys):
     assert code != 0 and "no fold_*/checkpoint_best.pth found" in err
     code = main(["import-nnunet-v2", "-i", str(MODEL), "-o", str(tmp_path / "b3"), "--checkpoint", "latest"])
     assert code != 0 and "latest" in capsys.readouterr().err
+
+
+def test_finetune_from_v2_folder_says_not_yet(tmp_path, capsys):
+    from mednet_pvs.errors import InputError
+    from mednet_pvs.training.finetuning import finetune
+
+    with pytest.raises(InputError, match="imported nnU-Net model in exact mode.*not supported yet"):
+        finetune(str(MODEL), tmp_path / "data", tmp_path / "out", run_dir=tmp_path / "run")
