@@ -6,18 +6,20 @@ from typing import Optional
 
 import typer
 
+from mednet_pvs.cli.options import INPUT, OUT, renamed
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("check-data")
+    @app.command("check-data", cls=renamed({"--json": "--out"}, positional="--input"))
     def check_data(
-        source: Path = typer.Argument(..., help="Manifest (.csv/.tsv) or BIDS-like cohort folder."),
+        source: Path = typer.Option(..., *INPUT, help="Manifest (.csv/.tsv) or BIDS-like cohort folder."),
         workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Processes for the voxel checks (default: CPU count, at most 8)."),
         headers_only: bool = typer.Option(False, "--headers-only", help="Check headers and grids only (no voxels read)."),
         contrast: Optional[list[str]] = typer.Option(None, "--contrast", help="BIDS folders: contrast(s) to use as channels, e.g. T2w (repeat for several)."),
         no_label: bool = typer.Option(False, "--no-label", help="Cases need no label (inference cohort)."),
         allow_empty_label: bool = typer.Option(False, "--allow-empty-label", help="A label without PVS is not a problem."),
         problems_only: bool = typer.Option(False, "--problems-only", help="List only the cases with problems."),
-        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report (summary, cases, problems) as JSON."),
+        json_out: Optional[Path] = typer.Option(None, *OUT, help="Also write the report (summary, cases, problems) to this JSON file."),
     ) -> None:
         """Check every case (files, grids, label values, NaN) and print one table; exit 1 if any is bad."""
         from rich.console import Console

@@ -6,34 +6,40 @@ from pathlib import Path
 
 import typer
 
+from mednet_pvs.cli.options import MODEL, OUT, choices, plain
+
+# The values the library accepts (tests/cli/test_cli_names.py checks them against
+# mednet_pvs.synth.phantom_config and mednet_pvs.inference.backends, not imported here: --help stays fast).
+Anatomy = choices("Anatomy", ("mni", "procedural"))
+Contrast = choices("Contrast", ("T2w", "T1w"))
+Backend = choices("Backend", ("torch", "onnxruntime", "auto"))
+
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
-        out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the phantom, the mask, stats and pictures."),
+        out: Path = typer.Option(Path("demo_out"), *OUT, help="Folder for the phantom, the mask, stats and pictures."),
         seed: int = typer.Option(0, "--seed", min=0, help="Phantom seed."),
-        anatomy: str = typer.Option("mni", "--anatomy", help="mni (full brain at 1 mm) or procedural (64^3, fast)."),
-        contrast: str = typer.Option("T2w", "--contrast", help="T2w (PVS bright) or T1w (PVS dark)."),
-        model: str = typer.Option("auto", "--model", "-m",
+        anatomy: Anatomy = typer.Option("mni", "--anatomy", case_sensitive=False, help="mni (full brain at 1 mm) or procedural (64^3, fast)."),
+        contrast: Contrast = typer.Option("T2w", "--contrast", case_sensitive=False, help="T2w (PVS bright) or T1w (PVS dark)."),
+        model: str = typer.Option("auto", *MODEL,
                                   help="Model to segment with: auto (the bundled model of the contrast), a zoo name or folder, or none."),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-        backend: str = typer.Option("torch", "--backend", help="Where the network runs: torch, onnxruntime (CPU; pip install 'mednet-pvs[onnx]') or auto."),
+        backend: Backend = typer.Option("torch", "--backend", case_sensitive=False, help="Where the network runs: torch, onnxruntime (CPU; pip install 'mednet-pvs[onnx]') or auto."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress; only the summary."),
     ) -> None:
         """Make a synthetic PVS phantom (MNI152, 1 mm, burden 2), segment it, report Dice against its truth."""
         from rich.console import Console
 
-        from mednet_pvs.cli.cmd_synth import canonical_choice
         from mednet_pvs.cli.progress import progress_display
-        from mednet_pvs.synth.phantom_config import ANATOMIES, CONTRASTS
         from mednet_pvs.demo import run_demo
         from mednet_pvs.io import check_output_dir
 
         check_output_dir(out)
         show = progress_display(Console(stderr=True, soft_wrap=True), 1, quiet=quiet)
         with show:
-            result = run_demo(out, seed, anatomy=canonical_choice(anatomy, ANATOMIES), contrast=canonical_choice(contrast, CONTRASTS),
-                              model=None if model.lower() == "none" else model, device=device, backend=backend,
+            result = run_demo(out, seed, anatomy=plain(anatomy), contrast=plain(contrast),
+                              model=None if model.lower() == "none" else model, device=device, backend=plain(backend),
                               progress=None if quiet else (lambda done, total: show.tile("phantom", done, total)))
         for line in result.summary_lines():
             typer.echo(line)

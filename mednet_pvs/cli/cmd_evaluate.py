@@ -5,6 +5,8 @@ from pathlib import Path
 
 import typer
 
+from mednet_pvs.cli.options import INPUT, OUT, renamed
+
 #: Metrics shown in the terminal table (all are in the CSV/JSON files).
 SHOWN = (
     "dice", "precision", "recall", "cluster_dice", "det_f1", "hd95_mm", "surface_dice",
@@ -17,11 +19,11 @@ MIN_AGREEMENT_CASES = 3
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("evaluate")
+    @app.command("evaluate", cls=renamed({"--pred": "--input"}))
     def evaluate_cmd(
-        pred: Path = typer.Option(..., "--pred", help="Folder of predicted masks (NIfTI)."),
-        ref: Path = typer.Option(..., "--ref", help="Folder of reference masks, or a cohort manifest (.csv/.tsv) / BIDS folder."),
-        out: Path = typer.Option(..., "-o", "--out", help="Output folder for per_case.csv, summary.csv, summary.json."),
+        pred: Path = typer.Option(..., *INPUT, help="Predicted masks: a predict output folder or a folder of NIfTI masks."),
+        ref: Path = typer.Option(..., "-r", "--ref", help="Folder of reference masks, or a cohort manifest (.csv/.tsv) / BIDS folder."),
+        out: Path = typer.Option(..., *OUT, help="Output folder for per_case.csv, summary.csv, summary.json."),
         regions: Path = typer.Option(None, "--regions", help="Folder of region maps (aseg/SynthSeg), paired by case id."),
         min_size_mm3: float = typer.Option(0.0, help="Drop clusters smaller than this (mm^3) from both masks first."),
         tolerance_mm: float = typer.Option(1.0, help="Surface Dice tolerance (mm)."),

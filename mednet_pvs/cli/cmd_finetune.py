@@ -6,13 +6,21 @@ from typing import Optional
 
 import typer
 
+from mednet_pvs.cli.options import INPUT, MODEL, OUT, choices, plain, renamed
+
+Augmentation = choices("Augmentation", ("nnunet", "mri", "none"))
+Accelerator = choices("Accelerator", ("auto", "cpu", "gpu", "cuda", "mps", "tpu"))
+#: Lightning's precision names (a subset of ``lightning.fabric.plugins.precision.precision._PRECISION_INPUT_STR``).
+Precision = choices("Precision", ("bf16-mixed", "16-mixed", "32-true", "bf16-true", "16-true", "64-true"))
+Logger = choices("Logger", ("csv", "wandb", "tensorboard", "none"))
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("finetune")
+    @app.command("finetune", cls=renamed({"--from": "--model", "--data": "--input"}))
     def finetune_cmd(
-        source: str = typer.Option(..., "--from", help="Model to start from: zoo name, model folder, hf://owner/repo@rev or nnU-Net v1 result folder."),
-        data: Path = typer.Option(..., "--data", help="Cohort: manifest .csv/.tsv or BIDS-like folder."),
-        out: Path = typer.Option(..., "--out", "-o", help="Folder for the new model bundle."),
+        source: str = typer.Option(..., *MODEL, help="Model to start from: zoo name, model folder, hf://owner/repo@rev or nnU-Net v1 result folder."),
+        data: Path = typer.Option(..., *INPUT, help="Cohort: manifest .csv/.tsv or BIDS-like folder."),
+        out: Path = typer.Option(..., *OUT, help="Folder for the new model bundle."),
         epochs: int = typer.Option(50, "--epochs", min=1, help="Training epochs."),
         steps_per_epoch: int = typer.Option(250, "--steps-per-epoch", min=1, help="Optimiser steps per epoch."),
         lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default: a tenth of the lr the source was trained with)."),
@@ -21,13 +29,13 @@ def register(app: typer.Typer) -> None:
         fold: str = typer.Option("0", "--fold", help="Fold index (or held-out site for loso)."),
         patch_size: Optional[str] = typer.Option(None, "--patch-size", help="Training patch N or X,Y,Z (default: the model's)."),
         batch_size: int = typer.Option(2, "--batch-size", min=1),
-        augmentation: str = typer.Option("nnunet", "--augmentation", help="nnunet, mri or none."),
+        augmentation: Augmentation = typer.Option("nnunet", "--augmentation", help="Training augmentation: nnU-Net's, MRI artefacts, or none."),
         num_workers: int = typer.Option(2, "--num-workers", min=0),
         seed: int = typer.Option(0, "--seed"),
-        accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu, gpu."),
+        accelerator: Accelerator = typer.Option("auto", "--accelerator", help="Lightning accelerator."),
         devices: str = typer.Option("auto", "--devices", help="auto, a number of devices, or a list such as 0,1."),
-        precision: Optional[str] = typer.Option(None, "--precision", help="e.g. bf16-mixed, 32-true (default: bf16-mixed on GPU)."),
-        logger: str = typer.Option("csv", "--logger", help="csv, wandb (offline without WANDB_API_KEY), tensorboard or none."),
+        precision: Optional[Precision] = typer.Option(None, "--precision", help="Lightning precision (default: bf16-mixed on GPU)."),
+        logger: Logger = typer.Option("csv", "--logger", help="Training log: CSV, wandb (offline without WANDB_API_KEY; pip install 'mednet-pvs[wandb]'), tensorboard or none."),
         run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Checkpoints and logs (default: <out>-run)."),
         name: Optional[str] = typer.Option(None, "--name", help="Name of the new model (default: the folder name)."),
     ) -> None:
@@ -37,14 +45,14 @@ def register(app: typer.Typer) -> None:
         from mednet_pvs.training.finetuning import finetune
 
         check_output_dir(out)
-        trainer_kwargs: dict = {"accelerator": accelerator, "devices": int(devices) if devices.isdigit() else devices}
+        trainer_kwargs: dict = {"accelerator": plain(accelerator), "devices": int(devices) if devices.isdigit() else devices}
         if precision:
-            trainer_kwargs["precision"] = precision
+            trainer_kwargs["precision"] = plain(precision)
         result = finetune(
             source, data, out, epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr, freeze_encoder_epochs=freeze_encoder_epochs,
             split=split, fold=int(fold) if fold.lstrip("-").isdigit() else fold,
-            patch_size=parse_shape(patch_size) if patch_size else None, batch_size=batch_size, augmentation=augmentation,
-            num_workers=num_workers, seed=seed, logger=logger, name=name, run_dir=run_dir, trainer_kwargs=trainer_kwargs,
+            patch_size=parse_shape(patch_size) if patch_size else None, batch_size=batch_size, augmentation=plain(augmentation),
+            num_workers=num_workers, seed=seed, logger=plain(logger), name=name, run_dir=run_dir, trainer_kwargs=trainer_kwargs,
         )
         typer.echo(f"{'metric':<14}{'before':>10}{'after':>10}")
         for key in result.after:

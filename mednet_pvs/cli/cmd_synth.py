@@ -6,6 +6,12 @@ from typing import Optional
 
 import typer
 
+from mednet_pvs.cli.options import OUT, choices, plain, renamed
+
+#: mednet_pvs.synth.phantom_config's ANATOMIES and CONTRASTS (not imported here: --help stays fast; a test checks).
+Anatomy = choices("Anatomy", ("mni", "procedural"))
+Contrast = choices("Contrast", ("T2w", "T1w", "random"))
+
 
 def parse_shape(text: str) -> tuple[int, int, int]:
     """``"64"`` -> (64, 64, 64); ``"64,72,60"`` (or ``x``-separated) -> (64, 72, 60)."""
@@ -23,21 +29,16 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return vals[0], vals[1], vals[2]
 
 
-def canonical_choice(value: str, choices: tuple[str, ...]) -> str:
-    """Case-insensitive match of ``value`` in ``choices`` (unchanged if none matches: the config says why)."""
-    return next((c for c in choices if c.lower() == value.lower()), value)
-
-
 def register(app: typer.Typer) -> None:
-    @app.command("synth")
+    @app.command("synth", cls=renamed(positional="--out"))
     def synth(
-        outdir: Path = typer.Argument(..., help="Folder to write the cohort into (created if needed)."),
+        outdir: Path = typer.Option(..., *OUT, help="Folder to write the cohort into (created if needed)."),
         n: int = typer.Option(10, "--n", "-n", min=1, help="Number of phantoms."),
-        contrast: str = typer.Option("T2w", "--contrast", help="T2w (PVS bright), T1w (PVS dark) or random."),
+        contrast: Contrast = typer.Option("T2w", "--contrast", case_sensitive=False, help="T2w (PVS bright), T1w (PVS dark) or random."),
         spacing: float = typer.Option(1.0, "--spacing", help="Isotropic voxel size in mm (0.8 HCP-like T2w, 1.0 T1w)."),
         burden: int = typer.Option(2, "--burden", min=0, max=4, help="PVS burden 0 (none) to 4 (severe), Potter-style."),
         seed: int = typer.Option(0, "--seed", min=0, help="Cohort seed (subject i uses seed*100003+i)."),
-        anatomy: str = typer.Option("mni", "--anatomy", help="mni (MNI152 brain) or procedural (small analytic head)."),
+        anatomy: Anatomy = typer.Option("mni", "--anatomy", case_sensitive=False, help="mni (MNI152 brain) or procedural (small analytic head)."),
         shape: str = typer.Option("64", "--shape", help="Grid of the procedural head: N or X,Y,Z."),
         sites: int = typer.Option(1, "--sites", min=1, help="Number of sites named in the manifest (round robin)."),
         confounders: bool = typer.Option(True, "--confounders/--no-confounders", help="Add lacunes, WMH and vessels."),
@@ -51,13 +52,12 @@ def register(app: typer.Typer) -> None:
 
         from mednet_pvs.io import check_output_dir
         from mednet_pvs.synth import PhantomConfig, make_cohort
-        from mednet_pvs.synth.phantom_config import ANATOMIES, CONTRASTS
 
         check_output_dir(outdir)
 
         cfg = PhantomConfig(
-            anatomy=canonical_choice(anatomy, ANATOMIES), shape=parse_shape(shape), spacing=spacing,
-            contrast=canonical_choice(contrast, CONTRASTS), burden=burden, confounders=confounders, noise=noise,
+            anatomy=plain(anatomy), shape=parse_shape(shape), spacing=spacing,
+            contrast=plain(contrast), burden=burden, confounders=confounders, noise=noise,
             slice_thickness_mm=slice_thickness, motion_mm=motion,
         )
         console = Console(highlight=False)

@@ -52,10 +52,12 @@ def register(app: typer.Typer) -> None:
         console.print(table)
         console.print("Details: mednet-pvs models <name>. Load: load_pretrained('<name>') or mednet-pvs predict -m <name>.")
 
-    @app.command("import-nnunet-v1")
+    from mednet_pvs.cli.options import INPUT, OUT, renamed
+
+    @app.command("import-nnunet-v1", cls=renamed(positional="--input"))
     def import_nnunet_v1(
-        folder: Path = typer.Argument(..., help="nnU-Net v1 result folder: <Task>/<Trainer>__<Plans> (or a folder above one, or one fold_<k>)."),
-        out: Path = typer.Option(..., "-o", "--out", help="Bundle folder to write (config.json, model.safetensors, README.md)."),
+        folder: Path = typer.Option(..., *INPUT, help="nnU-Net v1 result folder: <Task>/<Trainer>__<Plans> (or a folder above one, or one fold_<k>)."),
+        out: Path = typer.Option(..., *OUT, help="Bundle folder to write (config.json, model.safetensors, README.md)."),
         name: Optional[str] = typer.Option(None, "--name", help="Model name; a registry name (e.g. mednet-pvs-t2w) also attaches its figures and citation."),
         folds: Optional[str] = typer.Option(None, "--folds", help="Comma-separated folds to use (e.g. 0,1,2 or all); default every fold found."),
         checkpoint: str = typer.Option("model_final_checkpoint", "--checkpoint", help="Checkpoint stem (model_final_checkpoint, model_best)."),

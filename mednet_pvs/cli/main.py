@@ -17,6 +17,12 @@ import typer
 
 from mednet_pvs.errors import MednetError
 
+try:  # typer versions that carry their own click (0.29 does)
+    from typer._click.exceptions import ClickException
+except ImportError:  # older typer runs on click
+    from click.exceptions import ClickException
+
+
 def _flags_show_no_type() -> None:
     """typer 0.29's help shows ``<bool>`` beside flags that take no value (``--save-probs <bool>``),
     which reads as if a value were expected; a flag's help cell shows no type here."""
@@ -27,7 +33,13 @@ def _flags_show_no_type() -> None:
         return
 
     def display_type_rich(self, ctx):  # noqa: ANN001, ANN202 - typer's signature
-        return None if self.is_flag else shown(self, ctx)
+        if self.is_flag:
+            return None
+        desc = getattr(self, "type_descriptor", None)
+        if desc is not None and desc.is_choice and not desc.case_sensitive and self.show_choices and not desc.is_list:
+            # typer shows case-insensitive choices casefolded (<t2w|t1w>); show them as declared
+            return "<" + "|".join(str(getattr(c, "value", c)) for c in desc.choices or ()) + ">"
+        return shown(self, ctx)
 
     display_type_rich._mednet_flags = True  # type: ignore[attr-defined]
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
@@ -81,9 +93,20 @@ def main(argv: list[str] | None = None) -> int:
     shown = warnings.formatwarning
     warnings.formatwarning = _one_line_warning  # a warning is one line on stderr, not file:line + source
     try:
-        app(args=argv, prog_name="mednet-pvs", standalone_mode=True)
-    except SystemExit as e:  # typer/click exit normally through SystemExit
+        code = app(args=argv, prog_name="mednet-pvs", standalone_mode=False)  # an exit code, or a command's None
+        return code if isinstance(code, int) else 0
+    except SystemExit as e:  # a command may still exit through SystemExit (LightningCLI does)
         return int(e.code or 0) if not isinstance(e.code, str) else 1
+    except ClickException as e:  # usage error (unknown option, bad choice, missing input): one line
+        if type(e).__name__ == "NoArgsIsHelpError":  # the help was shown (rich prints it while building the error)
+            return e.exit_code
+        text = " ".join(e.format_message().replace("Value error, ", "").split())
+        where = f" (see {e.ctx.command_path} --help)" if getattr(e, "ctx", None) is not None else ""
+        typer.secho(f"error: {text}{where}", err=True, fg="red")
+        return e.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 1
     except MednetError as e:
         typer.secho(f"error: {e}", err=True, fg="red")
         return 1
