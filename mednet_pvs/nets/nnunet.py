@@ -31,7 +31,10 @@ PLAIN = "PlainConvUNet"
 RESENC = "ResidualEncoderUNet"
 ARCHITECTURES = (PLAIN, RESENC)
 RESENC_ENCODER_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6)  # nnU-Net's ResEncUNetPlanner
-INSTALL_HINT = "pip install --no-deps dynamic-network-architectures==0.4.4 einops"
+#: How to get dynamic_network_architectures (the ``nnunet`` extra). It declares timm, which pulls
+#: torchvision and, next to a CPU torch, a second (CUDA) torch; its U-Nets import neither, hence --no-deps there.
+INSTALL_HINT = ("pip install 'mednet-pvs[nnunet]' (with a CPU-only torch: "
+                "pip install --no-deps dynamic-network-architectures==0.4.4 einops)")
 
 
 class MissingDependency(MednetError, ImportError):
@@ -44,7 +47,7 @@ def dna():
         from mednet_pvs.nets import dna_unets
     except ImportError as e:
         raise MissingDependency(
-            f"nnU-Net networks need dynamic_network_architectures ({e}); install it with: {INSTALL_HINT}"
+            f"nnU-Net networks need the nnunet extra (dynamic_network_architectures: {e}): {INSTALL_HINT}"
         ) from e
     return dna_unets
 

@@ -78,6 +78,10 @@ def make_logger(kind: str, root: str | Path, project: str = PROJECT) -> Any:
 
     root = Path(root)
     if kind == "wandb":
+        try:
+            import wandb  # noqa: F401 - an extra: say how to get it before Lightning fails deep inside
+        except ImportError:
+            raise ConfigError("--logger wandb needs the wandb extra: pip install 'mednet-pvs[wandb]' (or use --logger csv)") from None
         offline = not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") != "online"
         root.mkdir(parents=True, exist_ok=True)
         return loggers.WandbLogger(project=project, save_dir=str(root), offline=offline)
