@@ -147,6 +147,9 @@ def summary_row(stats: Mapping[str, Any], case_id: str | None = None) -> dict[st
     for key, r in stats.get("per_region", {}).items():
         row[f"{key}_count"] = r["count"]
         row[f"{key}_volume_mm3"] = r["volume_mm3"]
+    for key in ("regions_source", "regions_error"):  # where the regions came from (a file, the atlas), or why none
+        if stats.get("parameters", {}).get(key):
+            row[key] = stats["parameters"][key]
     return row
 
 

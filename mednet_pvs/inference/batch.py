@@ -396,6 +396,7 @@ def predict_batch(
     t0 = time.perf_counter()
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     run = run_provenance(model, tta=tta, step=step, source=model_source)
+    run.setdefault("settings", {})["regions"] = regions  # atlas or none: changes the per-region results
     outputs = outputs_for(cases, out, layout)  # all cases: names clash-checked across shards
     mine = select_shard(cases, shard)
     todo, skip = _plan([c for c in mine if c.skip is None], outputs, run, overwrite=overwrite, save_probs=save_probs, preview=preview)

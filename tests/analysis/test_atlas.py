@@ -172,3 +172,23 @@ def test_predict_warns_and_keeps_the_case_when_registration_fails(tmp_path):
     stats = json.loads((tmp_path / "out" / "blob" / "blob_stats.json").read_text())
     assert "too little of a head" in stats["parameters"]["regions_error"] and stats["per_region"] == {}
     assert (tmp_path / "out" / "blob" / "blob_mask.nii.gz").exists(), "the case's other results stay"
+
+
+def test_region_mode_is_provenance_and_summary_column(tmp_path):
+    """A result made with --regions none is not silently reused by an atlas run; summary.csv says where regions came from."""
+    import csv
+
+    from mednet_pvs.errors import InputError
+    from mednet_pvs.inference.batch import collect_inputs, predict_batch
+    from mednet_pvs.synth import make_phantom
+    from mednet_pvs.zoo import load_pretrained
+
+    ph = make_phantom(anatomy="procedural", shape=(48, 48, 48), burden=3, seed=1)
+    cases = collect_inputs(ph.save(tmp_path / "in", "c1")["image"])
+    model = load_pretrained("frangi-t2w")
+    predict_batch(cases, tmp_path / "out", model, regions="none")
+    with pytest.raises(InputError, match="settings.regions none -> atlas"):
+        predict_batch(cases, tmp_path / "out", model, regions="atlas")
+    predict_batch(cases, tmp_path / "out", model, regions="atlas", overwrite=True)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
+    assert rows[0].get("regions_source", "").startswith("atlas") or rows[0].get("regions_error")
