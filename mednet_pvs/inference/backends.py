@@ -117,16 +117,24 @@ def check_backend(name: str) -> str:
     return key
 
 
-def resolve_backend(name: str, device: torch.device) -> str:
+def has_depthwise_3d(networks: Sequence[nn.Module]) -> bool:
+    """Whether any network has grouped (depthwise) 3D convolutions, i.e. is a MedNeXt."""
+    return any(isinstance(m, nn.Conv3d) and m.groups > 1 for net in networks for m in net.modules())
+
+
+def resolve_backend(name: str, device: torch.device, networks: Sequence[nn.Module] | None = None) -> str:
     """The backend to run: ``name`` checked; ``auto`` is ``onnxruntime`` on the CPU where the onnx
-    extra is installed (measured 2x faster at equal results, see the module docstring), else ``torch``.
+    extra is installed and the networks have depthwise 3D convolutions (MedNeXt: measured 1.3-4x
+    less CPU time than torch at equal labels), else ``torch`` (nnU-Net's dense convolutions: no
+    gain measured; see the README's CPU backend figures). ``networks=None``: not checked.
 
     Raises:
         ConfigError: an unknown name, or ``onnxruntime`` on a device other than the CPU.
     """
     key = check_backend(name)
     if key == "auto":
-        return "onnxruntime" if device.type == "cpu" and onnx_available() else "torch"
+        gains = networks is None or has_depthwise_3d(networks)
+        return "onnxruntime" if device.type == "cpu" and gains and onnx_available() else "torch"
     if key == "onnxruntime" and device.type != "cpu":
         raise ConfigError(f"--backend onnxruntime runs on the CPU, not {device.type} (use --device cpu, or --backend torch)")
     return key
@@ -211,14 +219,11 @@ def _source_digest(net: nn.Module) -> str:
 
 def cache_key(weights_sha256: str, net: nn.Module, channels: int, patch: Sequence[int]) -> dict[str, Any]:
     """What decides a compiled file: the weights, input channels, tile, network code and versions."""
-    import onnx
-    import onnxruntime
-    import onnxscript
+    from importlib.metadata import version
 
     return {"format": "onnx", "weights_sha256": weights_sha256, "in_channels": int(channels),
             "patch_size": [int(p) for p in patch], "network_source_sha256": _source_digest(net),
-            "torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
-            "onnxruntime": onnxruntime.__version__, "opset": OPSET}
+            "torch": torch.__version__, **{name: version(name) for name in _ONNX_PACKAGES}, "opset": OPSET}
 
 
 def _key_name(key: dict[str, Any]) -> str:
@@ -327,5 +332,5 @@ def apply_backend(model: Any, name: str, *, threads: int | None = None) -> Any:
     if hasattr(model, "use_backend"):
         return model.use_backend(key, threads=threads)
     if key == "onnxruntime":
-        raise ConfigError(f"--backend onnxruntime: {getattr(model, 'name', type(model).__name__)} has no networks to compile")
+        raise ConfigError(f"--backend onnxruntime is for network models; {getattr(model, 'name', type(model).__name__)} runs only as it is")
     return model

@@ -151,10 +151,11 @@ class PVSModel:
     def use_backend(self, name: str = "auto", *, threads: int | None = None) -> PVSModel:
         """Run the members on ``name`` from the next ``predict`` on: ``"torch"`` (the reference),
         ``"onnxruntime"`` (CPU, fp32; the ``onnx`` extra) or ``"auto"`` (onnxruntime on the CPU where
-        installed, else torch). The network is exported once per weights, tile size and versions and
-        cached on disk (:mod:`mednet_pvs.inference.backends`); ``predict``'s ``info["backend_build"]``
-        reports the conversion. Weights changed afterwards need another call. ``threads``: intra-op
-        threads (default: physical cores).
+        installed, for networks with depthwise 3D convolutions (MedNeXt), else torch). The network
+        is exported once per weights, tile size and versions and cached on disk
+        (:mod:`mednet_pvs.inference.backends`); ``predict``'s ``info["backend_build"]`` reports the
+        conversion. Weights changed afterwards need another call. ``threads``: intra-op threads
+        (default: physical cores).
 
         Raises:
             ConfigError: an unknown name, onnxruntime off the CPU or with :meth:`compile`, the extra
@@ -162,7 +163,7 @@ class PVSModel:
         """
         from mednet_pvs.inference.backends import build_backend, resolve_backend
 
-        resolved = resolve_backend(name, self.device)
+        resolved = resolve_backend(name, self.device, self.networks)
         if resolved != "torch" and self._compiled is not None:
             if str(name).strip().lower() != "auto":
                 raise ConfigError(f"--backend {resolved} and --compile (torch.compile) exclude each other: choose one")
