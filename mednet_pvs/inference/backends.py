@@ -26,6 +26,15 @@ for ONNX Runtime in the same rounds: no faster, max |logit difference| 1.4e-4 wi
 trial was on an AVX-512 EPYC: OpenVINO's CPU plugin runs in bf16 by default where the CPU has native
 bf16 (``INFERENCE_PRECISION_HINT``), which is the likely cause; not re-measured there.
 
+Whole-brain figures (``benchmarks/bench_cpu_backends.py``, the README's CPU backend table): bundled
+S k3, 80 tiles, 93 vs 378 CPU s (torch channels-last), labels identical; regions against MONAI:
+2.07x (S k3), 1.75x (S k3, TTA), 1.46x (L k5), 0.99x (nnU-Net ResEnc-M, dense convolutions: hence
+``auto`` picks onnxruntime only for networks with depthwise 3D convolutions). Against torch
+channels-first the probabilities differ by <= 1.7e-5 (4-tile region); channels-last torch differs
+from both by up to 8.4e-4 (1.5e-3 on the whole brain). Intra-op threads, 1 vs 2 on the loaded
+2-core machine: 1.7-3.2 vs 2.0-4.3 CPU s per batch, wall no better with 2; the default stays at the
+physical cores (a quiet machine's choice), ``use_backend(threads=)`` to change it.
+
 No reduced-precision mode: ONNX Runtime's CPU provider has no fast fp16 3D convolutions, and
 nothing else was measured at parity.
 
