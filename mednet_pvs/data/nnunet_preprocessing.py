@@ -316,7 +316,8 @@ def preprocess(channels: Sequence[np.ndarray], spacing_xyz: Sequence[float], pip
 
     Args:
         channels: one (X, Y, Z) array per input channel, NIfTI voxel order, one grid.
-        spacing_xyz: the voxel size (mm) along X, Y, Z (the NIfTI's pixdim).
+        spacing_xyz: the voxel size (mm) along X, Y, Z (the NIfTI's pixdim); a reader of
+            :data:`SPACING_AGNOSTIC_READERS` takes 1 mm instead, as nnU-Net then does.
         pipeline: the imported model's :class:`NnUNetPipeline`.
     """
     data = np.stack([to_nnunet_axes(np.asarray(c)) for c in channels]).astype(np.float32)

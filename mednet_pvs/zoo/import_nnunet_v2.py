@@ -224,9 +224,13 @@ def nnunet_v2_pipeline(plans: dict, dataset: dict, cfg: dict, plans_path: Path, 
         NnUNetPipeline,
     )
 
-    reader = dataset.get("overwrite_image_reader_writer") or plans.get("image_reader_writer") or "SimpleITKIO"
+    # nnU-Net's predictor reads with plans["image_reader_writer"] (the planner copies dataset.json's
+    # overwrite_image_reader_writer there); the dataset's override ("None": none) only where plans lack it
+    override = dataset.get("overwrite_image_reader_writer")
+    override = None if override in (None, "None") else override
+    reader = plans.get("image_reader_writer") or override or "SimpleITKIO"
     if reader not in READERS:
-        raise InputError(dataset_path if dataset.get("overwrite_image_reader_writer") else plans_path,
+        raise InputError(plans_path if plans.get("image_reader_writer") else dataset_path,
                          f"image reader {reader!r} is not supported in exact mode (supported: {', '.join(READERS)})")
     for key in ("resampling_fn_data", "resampling_fn_probabilities"):
         fn = cfg.get(key, "resample_data_or_seg_to_shape")

@@ -163,14 +163,47 @@ def test_importing_exact_mode_loads_neither_dipy_nor_skimage():
     assert out.strip() == "[]"
 
 
-def test_other_pham_reader_is_refused(tmp_path):
+def _edit(folder: Path, name: str, key: str, value: str | None) -> None:
+    data = json.loads((folder / name).read_text())
+    if value is None:
+        data.pop(key)
+    else:
+        data[key] = value
+    (folder / name).write_text(json.dumps(data))
+
+
+def test_reader_is_the_plans_one_as_in_nnunets_predictor(tmp_path):
     from mednet_pvs.zoo.import_nnunet_v2 import import_nnunet_v2
 
     folder = tmp_path / "m"
     shutil.copytree(_folder("AHENormalization"), folder)
-    dataset = json.loads((folder / "dataset.json").read_text())
-    assert dataset["overwrite_image_reader_writer"] == "AgnoSITKIO"
-    dataset["overwrite_image_reader_writer"] = "AgnoAHESITKIO"
-    (folder / "dataset.json").write_text(json.dumps(dataset))
-    with pytest.raises(InputError, match=r"dataset.json: image reader 'AgnoAHESITKIO' is not supported"):
+    assert json.loads((folder / "dataset.json").read_text())["overwrite_image_reader_writer"] == "AgnoSITKIO"
+    _edit(folder, "dataset.json", "overwrite_image_reader_writer", "None")  # nnU-Net's "no override"
+    assert import_nnunet_v2(folder).pipeline.reader == "AgnoSITKIO"  # plans["image_reader_writer"]
+    _edit(folder, "plans.json", "image_reader_writer", "AgnoAHESITKIO")  # their other reader: not reproduced
+    with pytest.raises(InputError, match=r"plans.json: image reader 'AgnoAHESITKIO' is not supported"):
         import_nnunet_v2(folder)
+    _edit(folder, "plans.json", "image_reader_writer", None)
+    _edit(folder, "dataset.json", "overwrite_image_reader_writer", "AgnoSITKIO")
+    assert import_nnunet_v2(folder).pipeline.reader == "AgnoSITKIO"  # plans without one: the dataset's override
+
+
+@pytest.mark.slow
+def test_zoo_entry_import_command_keeps_scheme_and_reader(models, tmp_path):
+    """``wpham-pvs-t1w``'s command, on the fixture folder: a bundle that still runs their scheme and reader."""
+    import shlex
+
+    from mednet_pvs.cli.main import main
+    from mednet_pvs.zoo import get_entry
+
+    argv = shlex.split(get_entry("wpham-pvs-t1w").weights.import_command)[1:]
+    assert argv[0] == "import-nnunet-v2" and "Dataset703_PVSpseudo" in argv[1]
+    argv[1] = str(_folder("T1wPVSNormalization"))
+    argv[argv.index("-o") + 1] = str(tmp_path / "b")
+    assert main(argv) == 0
+    back = load_pretrained(str(tmp_path / "b"), device="cpu")
+    assert back.pipeline.reader == "AgnoSITKIO" and back.pipeline.normalization_schemes == ("T1wPVSNormalization",)
+    image = REF / "inputs" / "aniso_T1w.nii.gz"
+    a, b = models["T1wPVSNormalization"].predict(image, tta=False), back.predict(image, tta=False)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
