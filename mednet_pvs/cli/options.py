@@ -15,11 +15,11 @@ lists the values and a wrong one is refused in one line before anything runs.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
-import typer
 from typer.core import TyperCommand
 
 INPUT = ("-i", "--input")
@@ -38,7 +38,9 @@ def plain(value: Any) -> Any:
 
 
 def _warn(old: str, new: str) -> None:
-    typer.secho(f"warning: {old} is deprecated and will be removed; use {new}", err=True, fg="yellow")
+    """One ``warning:`` line on stderr (``mednet-pvs`` formats warnings so); a FutureWarning, the
+    category Python shows to the users of a program, which test runners collect instead."""
+    warnings.warn(f"{old} is deprecated and will be removed; use {new}", FutureWarning, stacklevel=3)
 
 
 def _spelling(option: str, params: Sequence[Any]) -> str:

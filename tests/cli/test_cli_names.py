@@ -5,6 +5,7 @@ with one warning. The rule is checked on every registered command, so a new one 
 from __future__ import annotations
 
 import re
+import warnings
 from typing import get_args
 
 import pytest
@@ -138,22 +139,34 @@ def test_a_usage_error_is_one_line(capsys):
 def test_old_spellings_still_work_with_one_warning_each(tmp_path, capsys, old, new):
     """Same result (here: the same one-line refusal of a missing input) and one warning per old spelling."""
     def run(argv):
-        code = main([a.replace("{x}", str(tmp_path / "missing")).replace("{o}", str(tmp_path / "out")) for a in argv])
-        return code, capsys.readouterr().err.splitlines()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = main([a.replace("{x}", str(tmp_path / "missing")).replace("{o}", str(tmp_path / "out")) for a in argv])
+        return code, capsys.readouterr().err, [str(w.message) for w in caught if w.category is FutureWarning]
 
-    code_new, err_new = run(new)
-    code_old, err_old = run(old)
-    warnings = [ln for ln in err_old if ln.startswith("warning:")]
-    assert code_old == code_new == 1 and [ln for ln in err_old if not ln.startswith("warning:")] == err_new, (err_old, err_new)
-    assert len(warnings) == sum(a.startswith("--") and a not in new for a in old) + (old[1] == "{x}"), warnings
-    assert all("deprecated" in w and re.search(r"use (-i/--input|-o/--out|-m/--model)", w) for w in warnings), warnings
+    code_new, err_new, warned_new = run(new)
+    code_old, err_old, warned_old = run(old)
+    assert code_old == code_new == 1 and err_old == err_new and not warned_new, (err_old, err_new)
+    assert len(warned_old) == sum(a.startswith("--") and a not in new for a in old) + (old[1] == "{x}"), warned_old
+    assert all("deprecated" in w and re.search(r"use (-i/--input|-o/--out|-m/--model)", w) for w in warned_old), warned_old
+
+
+def test_a_deprecation_is_one_warning_line_from_the_installed_command(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import sys; from mednet_pvs.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    out = subprocess.run([sys.executable, "-c", code, "fit-frangi", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "o")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 1 and out.stderr.splitlines()[0] == "warning: --data is deprecated and will be removed; use -i/--input", out.stderr
+    assert len(out.stderr.splitlines()) == 2 and out.stderr.splitlines()[1].startswith("error: "), out.stderr
 
 
 def test_synth_takes_its_folder_as_out_and_still_as_an_argument(tmp_path, capsys):
     args = ["-n", "1", "--anatomy", "procedural", "--shape", "32", "--no-confounders"]
     assert main(["synth", "-o", str(tmp_path / "new"), *args]) == 0
-    assert main(["synth", str(tmp_path / "old"), *args]) == 0
-    assert "warning: " in capsys.readouterr().err
+    with pytest.warns(FutureWarning, match="use -o/--out"):
+        assert main(["synth", str(tmp_path / "old"), *args]) == 0
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == sorted(p.name for p in (tmp_path / "old").iterdir())
 
 
@@ -164,7 +177,9 @@ def test_rewrite_leaves_values_and_everything_after_double_dash_alone():
 
     params = [Opt("-i", "--input"), Opt("--name"), Opt("-q", "--quiet", flag=True)]
     renames = {"--data": "--input"}
-    assert rewrite_args(["--name", "--data", "--data=a"], params, renames) == ["--name", "--data", "--input=a"]
-    assert rewrite_args(["-q", "scan.nii", "--name", "n"], params, {}, "--input") == ["-q", "--input", "scan.nii", "--name", "n"]
+    with pytest.warns(FutureWarning, match="--data is deprecated"):  # once: the second --data is --name's value
+        assert rewrite_args(["--name", "--data", "--data=a"], params, renames) == ["--name", "--data", "--input=a"]
+    with pytest.warns(FutureWarning, match="use -i/--input scan.nii"):
+        assert rewrite_args(["-q", "scan.nii", "--name", "n"], params, {}, "--input") == ["-q", "--input", "scan.nii", "--name", "n"]
     assert rewrite_args(["-i", "a", "b"], params, {}, "--input") == ["-i", "a", "b"]  # given once: b is left to fail
     assert rewrite_args(["--", "--data"], params, renames, "--input") == ["--", "--data"]
