@@ -6,6 +6,11 @@ from typing import Optional
 
 import typer
 
+from mednet_pvs.cli.options import choices
+
+#: import-nnunet-v2 --checkpoint (module level: typer resolves the annotation here)
+V2Checkpoint = choices("V2Checkpoint", ["final", "best"])
+
 
 def register(app: typer.Typer) -> None:
     @app.command("models")
@@ -94,6 +99,43 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]warning:[/] {w}", highlight=False)
         console.print(f"wrote {out} (config.json, model.safetensors, README.md); load it with load_pretrained('{out}') "
                       f"or mednet-pvs predict -m {out}", highlight=False)
+
+    from mednet_pvs.cli.options import plain
+
+    @app.command("import-nnunet-v2", cls=renamed(positional="--input"))
+    def import_nnunet_v2(
+        folder: Path = typer.Option(..., *INPUT, help="nnU-Net v2 trainer folder: <Dataset>/<Trainer>__<Plans>__<configuration> (plans.json, dataset.json, fold_*)."),
+        out: Path = typer.Option(..., *OUT, help="Bundle folder to write (config.json, model.safetensors, README.md)."),
+        name: Optional[str] = typer.Option(None, "--name", help="Model name (default: the dataset folder's name)."),
+        folds: Optional[str] = typer.Option(None, "--folds", help="Comma-separated folds to use (e.g. 0,1 or all); default every fold found."),
+        checkpoint: V2Checkpoint = typer.Option("final", "--checkpoint", help="checkpoint_final.pth or checkpoint_best.pth."),  # type: ignore[valid-type]
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a bundle already in --out."),
+    ) -> None:
+        """Turn a trained nnU-Net v2 model (all folds) into one bundle that runs exactly as nnU-Net's predictor."""
+        from rich.console import Console
+
+        from mednet_pvs.errors import ConfigError
+        from mednet_pvs.io import check_output_dir
+        from mednet_pvs.zoo.import_nnunet_v2 import import_nnunet_v2 as do_import
+        from mednet_pvs.zoo.pretrained import save_pretrained
+
+        console = Console(stderr=True, soft_wrap=True)
+        check_output_dir(out)
+        if (out / "config.json").exists() and not overwrite:
+            raise ConfigError(f"{out} already holds a model (config.json); pass --overwrite to replace it")
+        chosen = [f.strip() for f in folds.split(",") if f.strip()] if folds else None
+        model = do_import(folder, folds=chosen, checkpoint=plain(checkpoint), name=name, device="cpu")
+        save_pretrained(model, out, load_as=str(out))
+        p = model.pipeline
+        console.print(f"imported {model.meta['trainer']} ({model.meta['plans']}, {model.meta['configuration']}), folds "
+                      f"{', '.join(model.meta['folds'])}: {model.network.name}, channels "
+                      f"{', '.join(p.channel_names.values())}, labels {', '.join(p.labels)}", highlight=False)
+        console.print(f"exact mode: spacing {list(p.spacing)} mm (network axes), transpose {list(p.transpose_forward)}, "
+                      f"{', '.join(p.normalization_schemes)}; patch {list(model.inference.window.patch_size)}, "
+                      f"mirroring axes {list(model.inference.window.mirror_axes)}", highlight=False)
+        console.print(f"wrote {out} (config.json, model.safetensors, README.md); load it with load_pretrained('{out}') "
+                      f"or mednet-pvs predict -m {out}", highlight=False)
+
 
 
 def _show_entry(console, entry) -> None:  # noqa: ANN001 - rich Console, ZooEntry

@@ -330,7 +330,17 @@ def import_nnunet_v2(folder: str | PathLike, *, folds: Sequence[int | str] | Non
     window = SlidingWindowConfig(patch_size=first.patch_size, step=0.5, batch_size=1,
                                  mirror_axes=first.mirroring_axes or (), channels_last=False)
     spec = NetworkSpec(networks[0].network_name, networks[0].nnunet_config.to_dict())
-    meta = {"source": "nnU-Net v2", "trainer": first.trainer_name, "plans": first.plans_name,
+    entry_meta: dict[str, Any] = {}
+    if name is not None:  # imported under a registry entry's name: its figures, licence and citation travel along
+        from mednet_pvs.zoo.catalog import find_entry
+
+        entry = find_entry(name)
+        if entry is not None:
+            if entry.network.get("family") not in (None, "nnunet_v2", spec.name) and "nnunet" not in str(entry.network.get("family")):
+                raise ConfigError(f"{name!r} is a {entry.network_label} in the registry, these weights are an nnU-Net v2 "
+                                  f"{spec.name}: import them under another --name")
+            entry_meta = entry.meta()
+    meta = {**entry_meta, "source": "nnU-Net v2", "trainer": first.trainer_name, "plans": first.plans_name,
             "configuration": first.configuration, "folds": wanted, "checkpoint": ckpt_name, "imported_from": str(folder)}
     return NnUNetModel(networks, spec, pipeline, InferenceConfig(window=window), name=name or folder.parent.name,
                        meta=meta, device=device)

@@ -197,11 +197,12 @@ def test_zoo_entry_import_command_keeps_scheme_and_reader(models, tmp_path):
     from mednet_pvs.zoo import get_entry
 
     argv = shlex.split(get_entry("wpham-pvs-t1w").weights.import_command)[1:]
-    assert argv[0] == "import-nnunet-v2" and "Dataset703_PVSpseudo" in argv[1]
-    argv[1] = str(_folder("T1wPVSNormalization"))
+    assert argv[:2] == ["import-nnunet-v2", "-i"] and "Dataset703_PVSpseudo" in argv[2]
+    argv[2] = str(_folder("T1wPVSNormalization"))
     argv[argv.index("-o") + 1] = str(tmp_path / "b")
     assert main(argv) == 0
     back = load_pretrained(str(tmp_path / "b"), device="cpu")
+    assert back.meta["licence"] == get_entry("wpham-pvs-t1w").licence  # the entry's facts travel with --name
     assert back.pipeline.reader == "AgnoSITKIO" and back.pipeline.normalization_schemes == ("T1wPVSNormalization",)
     image = REF / "inputs" / "aniso_T1w.nii.gz"
     a, b = models["T1wPVSNormalization"].predict(image, tta=False), back.predict(image, tta=False)

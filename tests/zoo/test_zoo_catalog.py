@@ -79,7 +79,7 @@ def test_external_entries_refuse_to_load_and_say_how(tmp_path, monkeypatch):
 def test_the_entrys_import_command_works(entry, release, request, tmp_path):
     """The command printed by the entry, with the placeholder filled in, makes a loadable bundle."""
     argv = shlex.split(get_entry(entry).weights.import_command)[1:]
-    argv[1] = str(request.getfixturevalue(release))
+    argv[argv.index("-i") + 1] = str(request.getfixturevalue(release))
     argv[argv.index("-o") + 1] = str(tmp_path / entry)
     assert main(argv) == 0
     model = load_pretrained(tmp_path / entry, device="cpu")

@@ -50,7 +50,7 @@ def test_models_name_shows_how_to_get_the_weights(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "voxel Dice white matter: 0.88 (5-fold cross-validation; HCP-Aging T2w)" in out
     assert "data/code availability statement" in out
-    command = "mednet-pvs import-nnunet-v1 <download>/nnUNet/3d_fullres/<Task>/<Trainer>__<Plans> -o mednet-pvs-t2w --name mednet-pvs-t2w"
+    command = "mednet-pvs import-nnunet-v1 -i <download>/nnUNet/3d_fullres/<Task>/<Trainer>__<Plans> -o mednet-pvs-t2w --name mednet-pvs-t2w"
     assert f"import: {command}" in out
     assert main(["models", "mednet-pvs-t3w"]) == 1
     err = capsys.readouterr().err
