@@ -89,6 +89,7 @@ def test_choices_are_listed_in_help(capsys, monkeypatch):
     assert CHOICE_OPTIONS <= found, f"no longer a fixed set of values: {sorted(CHOICE_OPTIONS - found)}"
 
 
+@pytest.mark.slow  # imports Lightning, the phantoms and the backends (~8 s on a fresh worker)
 def test_choices_are_the_ones_the_library_accepts():
     from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR
     from lightning.pytorch.accelerators import AcceleratorRegistry
@@ -151,6 +152,7 @@ def test_old_spellings_still_work_with_one_warning_each(tmp_path, capsys, old, n
     assert all("deprecated" in w and re.search(r"use (-i/--input|-o/--out|-m/--model)", w) for w in warned_old), warned_old
 
 
+@pytest.mark.slow  # a fresh interpreter (~5 s)
 def test_a_deprecation_is_one_warning_line_from_the_installed_command(tmp_path):
     import subprocess
     import sys
