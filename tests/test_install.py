@@ -182,7 +182,12 @@ def test_the_extras_features_say_how_to_get_them_in_one_line(monkeypatch, tmp_pa
     from mednet_pvs.nets import create_network
     from mednet_pvs.training.cli import make_logger
 
+    import mednet_pvs.nets
+
     monkeypatch.delitem(sys.modules, "mednet_pvs.nets.dna_unets", raising=False)
+    # an earlier import (another test in this worker) leaves the submodule as an attribute of the package,
+    # which ``from mednet_pvs.nets import dna_unets`` would return without importing anything
+    monkeypatch.delattr(mednet_pvs.nets, "dna_unets", raising=False)
     for name in [m for m in sys.modules if m.split(".")[0] in ("wandb", "dynamic_network_architectures")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "wandb", None)  # importing either now fails as if not installed
