@@ -74,17 +74,11 @@ def register(app: typer.Typer) -> None:
 
         from rich.console import Console
 
-        from mednet_pvs.errors import ConfigError
         from mednet_pvs.zoo.import_nnunet_v1 import ZooImportWarning, import_nnunet_v1
         from mednet_pvs.zoo.pretrained import save_pretrained
 
-        from mednet_pvs.io import check_output_dir
-
         console = Console(stderr=True, soft_wrap=True)
-        check_output_dir(out)
-        if (out / "config.json").exists() and not overwrite:
-            raise ConfigError(f"{out} already holds a model (config.json); pass --overwrite to replace it")
-        chosen = [f.strip() for f in folds.split(",") if f.strip()] if folds else None
+        chosen = _import_target(out, overwrite, folds)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ZooImportWarning)  # printed below from meta
             model = import_nnunet_v1(folder, folds=chosen, checkpoint=checkpoint, name=name,
@@ -114,16 +108,11 @@ def register(app: typer.Typer) -> None:
         """Turn a trained nnU-Net v2 model (all folds) into one bundle that runs exactly as nnU-Net's predictor."""
         from rich.console import Console
 
-        from mednet_pvs.errors import ConfigError
-        from mednet_pvs.io import check_output_dir
         from mednet_pvs.zoo.import_nnunet_v2 import import_nnunet_v2 as do_import
         from mednet_pvs.zoo.pretrained import save_pretrained
 
         console = Console(stderr=True, soft_wrap=True)
-        check_output_dir(out)
-        if (out / "config.json").exists() and not overwrite:
-            raise ConfigError(f"{out} already holds a model (config.json); pass --overwrite to replace it")
-        chosen = [f.strip() for f in folds.split(",") if f.strip()] if folds else None
+        chosen = _import_target(out, overwrite, folds)
         model = do_import(folder, folds=chosen, checkpoint=plain(checkpoint), name=name, device="cpu")
         save_pretrained(model, out, load_as=str(out))
         p = model.pipeline
@@ -136,6 +125,18 @@ def register(app: typer.Typer) -> None:
         console.print(f"wrote {out} (config.json, model.safetensors, README.md); load it with load_pretrained('{out}') "
                       f"or mednet-pvs predict -m {out}", highlight=False)
 
+
+
+def _import_target(out: Path, overwrite: bool, folds: Optional[str]) -> Optional[list[str]]:
+    """The importers' shared checks: ``--out`` writable and not already a model (unless
+    ``--overwrite``), before anything is read; ``--folds "0,1"`` -> ``["0", "1"]`` (``None``: all)."""
+    from mednet_pvs.errors import ConfigError
+    from mednet_pvs.io import check_output_dir
+
+    check_output_dir(out)
+    if (out / "config.json").exists() and not overwrite:
+        raise ConfigError(f"{out} already holds a model (config.json); pass --overwrite to replace it")
+    return [f.strip() for f in folds.split(",") if f.strip()] if folds else None
 
 
 def _show_entry(console, entry) -> None:  # noqa: ANN001 - rich Console, ZooEntry

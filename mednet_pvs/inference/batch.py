@@ -432,7 +432,8 @@ def predict_batch(
             pred.scan, pred.mask, probabilities=pred.probabilities, save_probabilities=save_probs, burden=burden,
             preview=preview, title=f"{case.case_id}: {burden.count} PVS", provenance={**run, "inputs": input_provenance(case)},
             sources=[Path(p).absolute().as_uri() for p in case.images],
-            label_map=getattr(pred, "label_map", None), classes=getattr(pred, "classes", None))
+            label_map=getattr(pred, "label_map", None), classes=getattr(pred, "classes", None),
+            class_burdens=_class_burdens(pred, region_map))
         return burden
 
     def finish(case: CaseInput, result: Future) -> None:
@@ -487,6 +488,17 @@ def predict_batch(
                 "outputs": {"probabilities": save_probs, "preview": preview, "layout": layout}, "done": report.done,
                 "skipped": report.skipped, "failed": report.failed, "excluded": report.excluded}, out / f"run{tag}.json")
     return report
+
+
+def _class_burdens(pred: Any, region_map: Any) -> dict[str, Any] | None:
+    """Each foreground class's burden (clusters, per-region numbers) for models with several classes."""
+    from mednet_pvs.analysis.burden import pvs_burden
+
+    label_map = getattr(pred, "label_map", None)
+    if label_map is None:
+        return None
+    return {name: pvs_burden(label_map == value, pred.scan.affine, regions=region_map)
+            for value, name in (pred.classes or {}).items() if int(value) != 0}
 
 
 def _raise(error: Exception) -> Any:

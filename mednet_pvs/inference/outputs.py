@@ -197,6 +197,7 @@ class CaseOutputs:
         sources: Sequence[str] = (),
         label_map: np.ndarray | None = None,
         classes: Mapping[int, str] | None = None,
+        class_burdens: Mapping[str, Any] | None = None,
     ) -> dict[str, Path]:
         """Write this case's outputs on ``scan``'s grid, atomically, in :attr:`names` order.
 
@@ -219,6 +220,8 @@ class CaseOutputs:
                 ``classes``, and each class's voxel count and volume go into the stats as
                 ``"classes": {name: {"label", "voxels", "volume_mm3"}}``.
             classes: label value -> name of ``label_map``.
+            class_burdens: class name -> :class:`~mednet_pvs.analysis.Burden` of that class's mask:
+                its cluster count and per-region numbers join the class's entry in the stats.
 
         Returns:
             ``{key: path}`` of the files written.
@@ -245,6 +248,9 @@ class CaseOutputs:
             class_stats = {name: {"label": int(v), "voxels": int(counts[v]) if v < counts.size else 0,
                                   "volume_mm3": (int(counts[v]) if v < counts.size else 0) * voxel_mm3}
                            for v, name in sorted((classes or {}).items()) if int(v) != 0}
+            for name, b in (class_burdens or {}).items():
+                if name in class_stats:
+                    class_stats[name].update(clusters=b.count, per_region=b.to_dict()["per_region"])
         if preview:
             from mednet_pvs.viz import show
 

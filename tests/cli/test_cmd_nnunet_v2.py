@@ -44,6 +44,11 @@ def test_predict_channels_writes_every_class(tmp_path, capsys):
     np.testing.assert_array_equal(mask, classes == 1)
     stats = json.loads((case / "ras_T2w_stats.json").read_text())
     assert stats["classes"]["WMH"]["voxels"] == int((classes == 2).sum())
+    from scipy import ndimage as ndi
+
+    for value, name in ((1, "PVS"), (2, "WMH")):  # each class's own burden: its clusters (26-connected)
+        assert stats["classes"][name]["clusters"] == ndi.label(classes == value, np.ones((3, 3, 3)))[1]
+    assert stats["classes"]["PVS"]["clusters"] == stats["count"]
     assert set(stats["provenance"]["inputs"]) == {"image", "channel_1"}
 
 
