@@ -101,8 +101,9 @@ def _mirrored(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, axes
 def nnunet_sliding_window(net: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor, patch: Sequence[int],
                           heads: int, *, step: float = 0.5, mirror_axes: Sequence[int] = (),
                           progress: Callable[[], None] | None = None) -> torch.Tensor:
-    """nnU-Net v2's ``predict_sliding_window_return_logits`` on the CPU: (C, *S) float32 ->
-    (heads, *S) float16 logits (accumulated in float16, as nnU-Net does)."""
+    """nnU-Net v2's ``predict_sliding_window_return_logits``: (C, *S) float32 -> (heads, *S) float16
+    logits (accumulated in float16 on the CPU, as nnU-Net does; on CUDA the network runs under
+    autocast as in nnU-Net, not checked against it on a GPU yet)."""
     padded, revert = pad_to_patch(data, patch)
     steps = nnunet_steps(padded.shape[1:], patch, step)
     logits = torch.zeros((heads, *padded.shape[1:]), dtype=torch.half)
@@ -111,7 +112,9 @@ def nnunet_sliding_window(net: Callable[[torch.Tensor], torch.Tensor], data: tor
     for start in itertools.product(*steps):
         sl = (slice(None), *[slice(s, s + p) for s, p in zip(start, patch)])
         tile = torch.clone(padded[sl][None], memory_format=torch.contiguous_format)
-        prediction = _mirrored(net, tile, mirror_axes)[0].to("cpu")
+        # nnU-Net runs the network under autocast on CUDA (float16), in float32 on the CPU
+        with torch.autocast("cuda", enabled=tile.device.type == "cuda"):
+            prediction = _mirrored(net, tile, mirror_axes)[0].to("cpu")
         prediction *= gaussian
         logits[sl] += prediction
         weights[sl[1:]] += gaussian
