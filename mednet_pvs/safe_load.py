@@ -39,8 +39,11 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 _np_multiarray = (np._core if hasattr(np, "_core") else np.core).multiarray  # numpy 2 / numpy 1
 #: numpy reconstructors admitted by ``torch.load(weights_only=True)`` (nnU-Net logs hold numpy scalars).
-_NUMPY_SAFE = [_np_multiarray.scalar, _np_multiarray._reconstruct, np.ndarray, np.dtype,
-               *{type(np.dtype(t)) for t in "?bBhHiIlLqQefdgFDG"}]
+_NUMPY_SAFE: list[Any] = [_np_multiarray.scalar, _np_multiarray._reconstruct, np.ndarray, np.dtype,
+                          *{type(np.dtype(t)) for t in "?bBhHiIlLqQefdgFDG"}]
+if hasattr(np, "_core"):  # files written under numpy 1 (nnU-Net v1 checkpoints) name numpy.core.multiarray
+    _NUMPY_SAFE += [(_np_multiarray.scalar, "numpy.core.multiarray.scalar"),
+                    (_np_multiarray._reconstruct, "numpy.core.multiarray._reconstruct")]
 #: (module, name) -> the object a plans pickle may refer to; nothing else is ever looked up.
 SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     **{(m, "_reconstruct"): _np_multiarray._reconstruct for m in ("numpy.core.multiarray", "numpy._core.multiarray")},

@@ -13,11 +13,19 @@ and ``export_prediction.convert_predicted_logits_to_segmentation_with_correct_sh
 4. normalise each channel by its scheme (z-score inside the mask or over the crop, CT, ...), then
 5. resample to the target spacing with nnU-Net's function (scikit-image ``resize``, order 3, edge mode,
    no anti-aliasing; along a low-resolution axis of anisotropy > 3 a separate nearest-neighbour pass).
-   nnU-Net v1 resamples first and normalises after (:attr:`NnUNetPipeline.version`).
 
 The way back (:func:`export_logits`) resamples the logits (order 1, the same separate-z rule) to the
 cropped shape, applies the softmax, takes the argmax, puts the crop back into the full array and
 applies ``transpose_backward``.
+
+nnU-Net v1 (1.7.1: ``GenericPreprocessor.preprocess_test_case``, ``save_segmentation_nifti_from_softmax``;
+``version=1``) differs in three places: it **resamples first and normalises after**, with the mask
+of the nonzero crop resampled too (batchgenerators' ``resize_segmentation``, order 1) and voxels
+outside it set to 0 when ``use_mask_for_norm`` (:data:`V1_NORMALIZATIONS`: ``nonCT``, ``CT``, ``CT2``,
+``noNorm``, with v1's ``std + 1e-8``); its network returns softmax probabilities, not logits; and its
+way back (:func:`export_softmax_v1`) applies ``transpose_backward`` *before* resampling the
+probabilities to the cropped shape, deciding the separate-z axis from the input's spacing in its
+stored order or else from the target spacing in the network's order, as v1 does.
 
 Everything works on numpy arrays in nnU-Net's axis order; :func:`to_nnunet_axes` /
 :func:`from_nnunet_axes` convert from/to the NIfTI voxel order of :class:`mednet_pvs.io.Scan`.
@@ -55,12 +63,14 @@ class NnUNetPipeline(Config):
     Axes of ``spacing`` are in the network's order (after ``transpose_forward``), in mm.
 
     Attributes:
-        version: 1 (nnU-Net v1: resample, then normalise) or 2 (normalise, then resample).
+        version: 1 (nnU-Net v1: resample, then normalise; softmax out) or 2 (normalise, then
+            resample; logits out).
         reader: nnU-Net's image reader class (:data:`READERS`).
         transpose_forward: the plans' axis permutation applied after reading.
         transpose_backward: its inverse, applied to outputs.
         spacing: target spacing of the configuration (network axis order, mm).
-        normalization_schemes: per input channel (``ZScoreNormalization``, ``CTNormalization``, ...).
+        normalization_schemes: per input channel (v2: ``ZScoreNormalization``, ``CTNormalization``,
+            ...; v1: ``nonCT``, ``CT``, ``CT2``, ``noNorm``).
         use_mask_for_norm: per input channel: z-score inside the nonzero mask only.
         intensity_properties: per channel (``"0"``, ``"1"``...): the dataset fingerprint's
             ``mean``, ``std``, ``percentile_00_5``, ``percentile_99_5`` (used by CT normalisation).
@@ -102,10 +112,11 @@ class NnUNetPipeline(Config):
             if len(getattr(self, name)) != n:
                 raise ConfigError(f"must have one entry per input channel ({n}), not {shown(getattr(self, name))}",
                                   field=name)
-        unknown = [s for s in self.normalization_schemes if s not in NORMALIZATIONS]
+        known = normalizations(self.version)
+        unknown = [s for s in self.normalization_schemes if s not in known]
         if unknown:
-            raise ConfigError(f"unknown normalisation scheme(s) {unknown}; known: {', '.join(sorted(NORMALIZATIONS))}",
-                              field="normalization_schemes")
+            raise ConfigError(f"unknown normalisation scheme(s) {unknown} for nnU-Net v{self.version}; known: "
+                              f"{', '.join(sorted(known))}", field="normalization_schemes")
         if sorted(self.labels.values())[:1] != [0]:
             raise ConfigError(f"must map names to label values including background 0, not {shown(self.labels)}",
                               field="labels")
@@ -221,10 +232,52 @@ NORMALIZATIONS: dict[str, Normalization] = {
 NORMALIZATIONS.update(PHAM_NORMALIZATIONS)  # T1wPVSNormalization, AHENormalization, NLMFNormalization
 
 
+def _v1_zscore(image: np.ndarray, seg: np.ndarray, use_mask: bool, props: dict[str, float]) -> np.ndarray:
+    """v1's ``nonCT``: z-score inside the (resampled) nonzero mask and 0 outside it, or over the whole crop."""
+    image = image.astype(np.float32, copy=False)
+    if use_mask:
+        mask = seg >= 0
+        image[mask] = (image[mask] - image[mask].mean()) / (image[mask].std() + 1e-8)
+        image[~mask] = 0
+    else:
+        image = (image - image.mean()) / (image.std() + 1e-8)
+    return image
+
+
+def _v1_ct(image: np.ndarray, seg: np.ndarray, use_mask: bool, props: dict[str, float]) -> np.ndarray:
+    """v1's ``CT``: clip to the dataset's 0.5/99.5 percentiles, dataset mean and sd; 0 outside the mask."""
+    image = np.clip(image.astype(np.float32, copy=False), props["percentile_00_5"], props["percentile_99_5"])
+    image = (image - props["mean"]) / props["std"]
+    if use_mask:
+        image[seg < 0] = 0
+    return image
+
+
+def _v1_ct2(image: np.ndarray, seg: np.ndarray, use_mask: bool, props: dict[str, float]) -> np.ndarray:
+    """v1's ``CT2``: clip to the dataset's percentiles, then this case's mean and sd inside them."""
+    lo, hi = props["percentile_00_5"], props["percentile_99_5"]
+    inside = (image > lo) & (image < hi)
+    image = np.clip(image.astype(np.float32, copy=False), lo, hi)
+    image = (image - image[inside].mean()) / image[inside].std()
+    if use_mask:
+        image[seg < 0] = 0
+    return image
+
+
+#: nnU-Net v1's normalisation schemes (``GenericPreprocessor.resample_and_normalize``) by the plans' names.
+V1_NORMALIZATIONS: dict[str, Normalization] = {"nonCT": _v1_zscore, "CT": _v1_ct, "CT2": _v1_ct2, "noNorm": _none}
+
+
+def normalizations(version: int) -> dict[str, Normalization]:
+    """The normalisation schemes of nnU-Net ``version`` (1 or 2) by name."""
+    return V1_NORMALIZATIONS if version == 1 else NORMALIZATIONS
+
+
 def normalize(data: np.ndarray, seg: np.ndarray, pipeline: NnUNetPipeline) -> np.ndarray:
     """Each channel by its scheme (in place where nnU-Net works in place). ``seg``: (1, *spatial)."""
+    schemes = normalizations(pipeline.version)
     for c in range(data.shape[0]):
-        scheme = NORMALIZATIONS[pipeline.normalization_schemes[c]]
+        scheme = schemes[pipeline.normalization_schemes[c]]
         data[c] = scheme(data[c], seg[0], pipeline.use_mask_for_norm[c], pipeline.intensity_properties.get(str(c), {}))
     return data
 
@@ -257,23 +310,55 @@ def separate_z(current_spacing: Sequence[float], new_spacing: Sequence[float],
     return do, None
 
 
+def resize_segmentation(seg: np.ndarray, new_shape: Sequence[int], order: int = 1) -> np.ndarray:
+    """batchgenerators' (0.25.5) ``resize_segmentation``: each label's indicator resized (edge mode,
+    clipped), the per-voxel argmax; exact ties go to the nearest-neighbour label when it is tied."""
+    from skimage.transform import resize
+
+    kwargs = {"mode": "edge", "clip": True, "anti_aliasing": False}
+    labels = np.unique(seg)
+    if order == 0 or len(labels) < 2:
+        if len(labels) == 1 and order != 0:
+            return np.full(tuple(new_shape), labels[0], dtype=seg.dtype)
+        return resize(seg.astype(float), new_shape, 0, **kwargs).astype(seg.dtype)
+    scores = np.stack([resize((seg == c).astype(float), new_shape, order, **kwargs) for c in labels])
+    win = scores.argmax(0)
+    nearest = np.searchsorted(labels, resize(seg.astype(float), new_shape, 0, **kwargs))
+    nearest = np.clip(nearest, 0, len(labels) - 1)
+    top = np.take_along_axis(scores, nearest[None], 0)[0]
+    win = np.where((top == scores.max(0)) & (top > 0), nearest, win)
+    return labels[win].astype(seg.dtype)
+
+
 def resample_to_shape(data: np.ndarray, new_shape: Sequence[int], current_spacing: Sequence[float],
                       new_spacing: Sequence[float], *, order: int = 3, order_z: int = 0,
-                      force_separate_z: bool | None = False, threshold: float = ANISO_THRESHOLD) -> np.ndarray:
-    """nnU-Net's ``resample_data_or_seg_to_shape`` for images and logits (``is_seg=False``).
+                      force_separate_z: bool | None = False, threshold: float = ANISO_THRESHOLD,
+                      is_seg: bool = False) -> np.ndarray:
+    """nnU-Net's ``resample_data_or_seg_to_shape`` (v1: ``resample_patient``): the separate-z decision
+    of :func:`separate_z`, then :func:`resample_along`."""
+    do_sep, axis = separate_z(current_spacing, new_spacing, force_separate_z, threshold)
+    return resample_along(data, new_shape, do_sep, axis, order=order, order_z=order_z, is_seg=is_seg)
 
-    scikit-image's ``resize`` (``mode="edge"``, no anti-aliasing) per channel in float64, output in
-    the input's dtype; with a separate coarse axis, 2D resizes per slice, then nearest-neighbour
-    (``order_z``) ``map_coordinates`` along that axis. A shape that does not change returns ``data``.
+
+def resample_along(data: np.ndarray, new_shape: Sequence[int], do_separate_z: bool, axis: int | None, *,
+                   order: int = 3, order_z: int = 0, is_seg: bool = False) -> np.ndarray:
+    """nnU-Net's ``resample_data_or_seg`` for images and probabilities (or, ``is_seg``, the crop mask).
+
+    scikit-image's ``resize`` (``mode="edge"``, no anti-aliasing; :func:`resize_segmentation` for a
+    segmentation) per channel in float64, output in the input's dtype; with a separate coarse
+    ``axis``, 2D resizes per slice, then nearest-neighbour (``order_z``) ``map_coordinates`` along it.
+    A shape that does not change returns ``data``.
 
     Args:
         data: (C, *spatial) array.
         new_shape: the spatial shape wanted.
-        current_spacing, new_spacing: mm, same axis order.
     """
-    from skimage.transform import resize
+    from skimage.transform import resize as _resize
 
-    do_sep, axis = separate_z(current_spacing, new_spacing, force_separate_z, threshold)
+    def resize(image: np.ndarray, shape: Sequence[int], o: int, **kw: Any) -> np.ndarray:
+        return resize_segmentation(image, shape, o) if is_seg else _resize(image, shape, o, **kw)
+
+    do_sep = do_separate_z
     shape, new_shape = np.array(data[0].shape), np.array(new_shape)
     if not np.any(shape != new_shape):
         return data
@@ -335,9 +420,52 @@ def preprocess(channels: Sequence[np.ndarray], spacing_xyz: Sequence[float], pip
     if pipeline.version == 2:
         data = normalize(np.ascontiguousarray(data), seg, pipeline)
         data = _resample(data, new_shape, spacing, target, pipeline.resampling_data)
-    else:
-        raise ConfigError("nnU-Net v1's exact pipeline is not implemented yet")
+    else:  # v1: NaNs to 0, resample image and crop mask (order 1), then normalise
+        data[np.isnan(data)] = 0
+        kw = pipeline.resampling_data
+        data = _resample(np.ascontiguousarray(data), new_shape, spacing, target, kw)
+        seg = resample_to_shape(seg.astype(np.int64), new_shape, spacing, target, order=1, order_z=0,
+                                force_separate_z=kw.get("force_separate_z"), is_seg=True)
+        data = normalize(data, seg, pipeline)
     return Preprocessed(np.ascontiguousarray(data, dtype=np.float32), shape_before, bbox, shape_after, spacing)
+
+
+def export_prediction(scores: np.ndarray, pre: Preprocessed, pipeline: NnUNetPipeline) -> tuple[np.ndarray, np.ndarray]:
+    """The network's output on its grid -> ``(labels, probabilities)`` on the input grid: v2's logits
+    through :func:`export_logits`, v1's softmax through :func:`export_softmax_v1`."""
+    return (export_softmax_v1 if pipeline.version == 1 else export_logits)(scores, pre, pipeline)
+
+
+def export_softmax_v1(softmax: np.ndarray, pre: Preprocessed, pipeline: NnUNetPipeline) -> tuple[np.ndarray, np.ndarray]:
+    """nnU-Net v1's way back (``predict_cases`` + ``save_segmentation_nifti_from_softmax``).
+
+    ``transpose_backward`` first, then the probabilities resampled (``resampling_probabilities``:
+    order 1, ``order_z`` 0) to the cropped shape in the stored axis order, the separate-z axis taken
+    from the input's spacing (stored order) or else from the target spacing *in the network's order*
+    (v1's own mix), the argmax, the crop put back.
+
+    Args:
+        softmax: (K, *network grid) float32 probabilities (folds averaged).
+
+    Returns:
+        As :func:`export_logits`.
+    """
+    tb = pipeline.transpose_backward
+    softmax = softmax.transpose(0, *[i + 1 for i in tb])
+    shape_after = tuple(pre.shape_after_cropping[i] for i in tb)
+    shape_before = tuple(pre.shape_before_cropping[i] for i in tb)
+    bbox = [pre.bbox[i] for i in tb]
+    original = tuple(pre.spacing[i] for i in tb)
+    kw = pipeline.resampling_probabilities
+    # the input's spacing in stored order, the target in network order: v1 mixes them just so
+    do_sep, axis = separate_z(original, pipeline.spacing, kw.get("force_separate_z"))
+    probs = resample_along(np.ascontiguousarray(softmax, dtype=np.float32), shape_after, do_sep, axis,
+                           order=int(kw.get("order", 1)), order_z=int(kw.get("order_z", 0)))
+    labels = insert_crop(np.zeros(shape_before, np.uint8), probs.argmax(0).astype(np.uint8), bbox)
+    full = np.zeros((probs.shape[0], *shape_before), np.float32)
+    full[0] = 1
+    full = insert_crop(full, probs, bbox)
+    return np.ascontiguousarray(from_nnunet_axes(labels)), np.ascontiguousarray(from_nnunet_axes(full))
 
 
 def export_logits(logits: np.ndarray, pre: Preprocessed, pipeline: NnUNetPipeline) -> tuple[np.ndarray, np.ndarray]:

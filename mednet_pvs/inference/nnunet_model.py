@@ -16,8 +16,15 @@ The steps are nnU-Net v2's (2.8.1), each reproduced rather than approximated
 - the way back: logits resampled to the cropped shape (order 1), softmax, argmax, crop undone,
   ``transpose_backward``; the label map is written on the input's own grid and affine.
 
-Checked against nnU-Net's own predictor in ``tests/inference/test_nnunet_exact.py`` (fixtures in
-``tests/data/nnunet_v2_reference``, made by nnU-Net's code).
+nnU-Net v1 models (``pipeline.version == 1``, :func:`nnunet_v1_sliding_window`) follow v1.7.1's
+``_internal_predict_3D_3Dconv_tiled``: the same padding and tile starts, but the network's
+**softmax** is what is averaged over mirrorings (each weighted 1 / 2^axes, in v1's order) and
+stitched, in float32, weighted by a Gaussian of sigma = patch / 8 scaled to a maximum of 1 (no
+weighting when one tile covers the volume); folds: the softmax summed and divided by their number.
+
+Checked against nnU-Net's own predictor in ``tests/inference/test_nnunet_exact.py`` and
+``test_nnunet_v1_exact.py`` (fixtures in ``tests/data/nnunet_v2_reference`` and
+``tests/data/nnunet_v1_reference``, made by nnU-Net's code).
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ from torch import nn
 
 from mednet_pvs.data.nnunet_preprocessing import (
     NnUNetPipeline,
-    export_logits,
+    export_prediction,
     preprocess,
 )
 from mednet_pvs.errors import ConfigError, InputError
@@ -122,6 +129,66 @@ def nnunet_sliding_window(net: Callable[[torch.Tensor], torch.Tensor], data: tor
             progress()
     torch.div(logits, weights, out=logits)
     return logits[(slice(None), *revert[1:])]
+
+
+@lru_cache(maxsize=4)
+def nnunet_v1_gaussian(patch: tuple[int, ...]) -> torch.Tensor:
+    """nnU-Net v1's ``_get_gaussian(patch, 1/8)``: maximum 1, float32, zeros replaced by the smallest value."""
+    from scipy.ndimage import gaussian_filter
+
+    tmp = np.zeros(patch)
+    tmp[tuple(i // 2 for i in patch)] = 1
+    g = gaussian_filter(tmp, [i / 8 for i in patch], 0, mode="constant", cval=0)
+    g = (g / np.max(g) * 1).astype(np.float32)
+    g[g == 0] = np.min(g[g != 0])
+    return torch.from_numpy(g)
+
+
+#: v1's ``_internal_maybe_mirror_and_pred_3D`` order of flipped tensor dims (batch, channel, then axes 0-2 at 2-4).
+_V1_MIRRORS = ((), (4,), (3,), (4, 3), (2,), (4, 2), (3, 2), (4, 3, 2))
+
+
+def _v1_mirrored_softmax(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, axes: Sequence[int]) -> torch.Tensor:
+    """v1's mirroring: ``softmax(net(flip(x)))`` flipped back, each times ``1 / 2**len(axes)``, summed in float32."""
+    weight = 1 / 2 ** len(axes)
+    result = None
+    for dims in _V1_MIRRORS:
+        if not all(d - 2 in axes for d in dims):
+            continue
+        pred = torch.softmax(net(torch.flip(x, dims) if dims else x).float(), 1)
+        term = weight * (torch.flip(pred, dims) if dims else pred)
+        if result is None:
+            result = torch.zeros_like(term)
+        result += term
+    assert result is not None
+    return result
+
+
+@torch.inference_mode()
+def nnunet_v1_sliding_window(net: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor, patch: Sequence[int],
+                             heads: int, *, step: float = 0.5, mirror_axes: Sequence[int] = (),
+                             progress: Callable[[], None] | None = None) -> torch.Tensor:
+    """nnU-Net v1's ``_internal_predict_3D_3Dconv_tiled``: (C, *S) float32 -> (heads, *S) float32 softmax."""
+    padded, revert = pad_to_patch(data, patch)
+    steps = nnunet_steps(padded.shape[1:], patch, step)
+    tiles = int(np.prod([len(s) for s in steps]))
+    gaussian = nnunet_v1_gaussian(tuple(int(p) for p in patch)) if tiles > 1 else None
+    weight = gaussian if gaussian is not None else torch.ones(tuple(patch), dtype=torch.float32)
+    probs = torch.zeros((heads, *padded.shape[1:]), dtype=torch.float32)
+    counts = torch.zeros(padded.shape[1:], dtype=torch.float32)
+    for start in itertools.product(*steps):
+        sl = (slice(None), *[slice(s, s + p) for s, p in zip(start, patch)])
+        tile = torch.clone(padded[sl][None], memory_format=torch.contiguous_format)
+        with torch.autocast("cuda", enabled=tile.device.type == "cuda"):  # v1: autocast on CUDA (mixed precision)
+            prediction = _v1_mirrored_softmax(net, tile, mirror_axes)[0].to("cpu", torch.float32)
+        if gaussian is not None:
+            prediction *= gaussian
+        probs[sl] += prediction
+        counts[sl[1:]] += weight
+        if progress is not None:
+            progress()
+    probs /= counts
+    return probs[(slice(None), *revert[1:])]
 
 
 def tile_count(shape: Sequence[int], patch: Sequence[int], step: float) -> int:
@@ -219,10 +286,11 @@ class NnUNetModel(PVSModel):
                 progress(done[0], total)
 
         logits = None
-        with torch.inference_mode():  # folds: float16 logits summed, then divided (nnU-Net's order)
+        window_fn = nnunet_v1_sliding_window if self.pipeline.version == 1 else nnunet_sliding_window
+        with torch.inference_mode():  # folds: v2's float16 logits / v1's float32 softmax summed, then divided
             for net in self._runners or self.networks:
-                out = nnunet_sliding_window(net, data.to(self.device), window.patch_size, heads, step=window.step,
-                                            mirror_axes=window.mirror_axes, progress=tick).to("cpu")
+                out = window_fn(net, data.to(self.device), window.patch_size, heads, step=window.step,
+                                mirror_axes=window.mirror_axes, progress=tick).to("cpu")
                 if logits is None:
                     logits = out
                 else:
@@ -231,7 +299,7 @@ class NnUNetModel(PVSModel):
             if len(self.networks) > 1:
                 logits /= len(self.networks)
         t_net = time.perf_counter()
-        labels, probs = export_logits(logits.numpy(), pre, self.pipeline)
+        labels, probs = export_prediction(logits.numpy(), pre, self.pipeline)
         pvs = _pvs_label(self.pipeline.labels)
         index = sorted(int(v) for v in self.pipeline.labels.values()).index(pvs)
         fg = probs[index]
@@ -239,7 +307,8 @@ class NnUNetModel(PVSModel):
         info = {
             "model": self.name, "members": len(self.networks), "mode": "nnunet-exact",
             "nnunet_version": self.pipeline.version, "mirror_axes": list(window.mirror_axes), "step": window.step,
-            "precision": "fp32 network, fp16 accumulation (as nnU-Net)", "backend": self.backend,
+            "precision": "fp32 network, " + ("fp32 softmax accumulation (as nnU-Net v1)" if self.pipeline.version == 1
+                                             else "fp16 accumulation (as nnU-Net)"), "backend": self.backend,
             "seconds": {"preprocess": t_pre - t0, "network": t_net - t_pre, "total": time.perf_counter() - t0},
         }
         multi = len(self.pipeline.labels) > 2

@@ -19,16 +19,22 @@ that fold alone.
   (:func:`~mednet_pvs.nets.infer_mednext_config`), checked against the trainer's name (kernel
   size must agree; a size that differs is a warning kept in ``meta``), or nnU-Net v1's
   Generic_UNet (:func:`~mednet_pvs.nets.infer_generic_unet_v1_config`), checked against the plans.
-- Preprocessing from the plans: target spacing ``plans_per_stage[stage]['current_spacing']`` and
-  the patch size, both already in the network's axis order (after ``transpose_forward``); z-score
-  (``nonCT``) inside the nonzero mask when ``use_mask_for_norm``; crop to the nonzero box;
-  3rd-order spline resampling; mirroring over all three axes (nnU-Net v1's default).
+Two modes:
 
-Axis order: nnU-Net v1 never reorients. The network sees each scan's voxel array in SimpleITK
-order (the NIfTI axes reversed) permuted by ``transpose_forward``. The bundle reproduces that by
-reorienting scans to :func:`network_orientation` of the orientation the training scans were stored
-in (``training_orientation``, default ``"RAS"``-like axial storage: HCP's LAS differs only by a
-flip, which mirroring test-time augmentation over all axes makes irrelevant).
+- ``mode="exact"`` (the default): an :class:`~mednet_pvs.inference.nnunet_model.NnUNetModel` whose
+  :class:`~mednet_pvs.data.nnunet_preprocessing.NnUNetPipeline` (``version=1``) runs nnU-Net v1's
+  predictor step for step: the stored voxel array (never reoriented, as v1), ``transpose_forward``,
+  crop to the nonzero box, resampling to ``plans_per_stage[stage]['current_spacing']`` (order 3,
+  v1's separate-z rule), *then* the plans' normalisation (``nonCT`` inside the resampled nonzero
+  mask when ``use_mask_for_norm``, else over the whole crop), v1's sliding window (softmax
+  averaged over mirrorings over all three axes, Gaussian of maximum 1), folds' softmax averaged,
+  v1's export. Checked against nnunet 1.7.1's ``predict_from_folder`` in
+  ``tests/inference/test_nnunet_v1_exact.py``.
+- ``mode="approximate"``: the project's own pipeline (:class:`~mednet_pvs.inference.PVSModel`:
+  TorchIO preprocessing, so it can be fine-tuned). Target spacing and patch from the plans;
+  z-score inside the nonzero mask; B-spline resampling after normalising; the scan reoriented to
+  :func:`network_orientation` of the orientation the training scans were stored in
+  (``training_orientation``, default ``"RAS"``), where v1 takes the stored array as it is.
 """
 from __future__ import annotations
 
@@ -50,6 +56,7 @@ if TYPE_CHECKING:  # torch loads when a model is imported, not with this module
     from torch import nn
 
 CHECKPOINT = "model_final_checkpoint"
+MODES = ("exact", "approximate")
 _FOLD = re.compile(r"fold_\d+|all")
 _MEDNEXT_TRAINER = re.compile(r"MedNeXt_([SBML])_kernel(\d+)")
 
@@ -77,6 +84,9 @@ class V1Plans:
     pool_op_kernel_sizes: tuple[tuple[int, ...], ...]
     conv_kernel_sizes: tuple[tuple[int, ...], ...]
     base_num_features: int | None
+    transpose_backward: tuple[int, int, int] = (0, 1, 2)
+    intensity_properties: dict[str, dict[str, float]] | None = None  # per channel "0": mean, std, percentiles
+    export_params: dict[str, Any] | None = None  # the plans' segmentation_export_params, if any
 
     def facts(self) -> dict[str, Any]:
         """JSON-able summary kept in the bundle's ``meta``."""
@@ -88,7 +98,7 @@ class V1Plans:
 
     def comparable(self) -> tuple:
         return (self.stage, self.spacing, self.patch_size, self.transpose_forward, self.normalization,
-                self.use_mask_for_norm, self.num_classes, self.modalities)
+                self.use_mask_for_norm, self.num_classes, self.modalities, self.export_params)
 
 
 def _ints(v: Any) -> tuple[int, ...]:
@@ -116,6 +126,16 @@ def parse_plans(info: Any, path: PathType) -> V1Plans:
         pools = tuple(_ints(p) for p in st.get("pool_op_kernel_sizes", ()))
         convs = tuple(_ints(k) for k in st.get("conv_kernel_sizes", ()))
         base = plans.get("base_num_features")
+        tb = _ints(plans["transpose_backward"]) if plans.get("transpose_backward") is not None else \
+            tuple(int(np.argsort(t)[i]) for i in range(len(t)))
+        export = plans.get("segmentation_export_params")
+        export = None if export is None else {
+            "order": int(export.get("interpolation_order", 1)), "order_z": int(export.get("interpolation_order_z", 0)),
+            "force_separate_z": None if export.get("force_separate_z") is None else bool(export["force_separate_z"])}
+        props = (plans.get("dataset_properties") or {}).get("intensityproperties") or {}
+        intensity = {str(k): {("std" if kk == "sd" else kk): float(vv) for kk, vv in dict(v).items()
+                              if kk in ("mean", "sd", "percentile_00_5", "percentile_99_5")}
+                     for k, v in dict(props).items() if isinstance(v, dict)}
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise InputError(path, f"plans are incomplete or malformed ({type(e).__name__}: {e})") from None
     if sorted(t) != [0, 1, 2] or len(spacing) != 3 or len(patch) != 3:
@@ -128,7 +148,8 @@ def parse_plans(info: Any, path: PathType) -> V1Plans:
         trainer=str(info.get("name") or ""), stage=int(stage), spacing=spacing, patch_size=patch,  # type: ignore[arg-type]
         transpose_forward=t, normalization=scheme, use_mask_for_norm=bool(next(iter(use_mask.values()), False)),  # type: ignore[arg-type]
         num_classes=num_classes, modalities=modalities, pool_op_kernel_sizes=pools, conv_kernel_sizes=convs,
-        base_num_features=None if base is None else int(base),
+        base_num_features=None if base is None else int(base), transpose_backward=tb,  # type: ignore[arg-type]
+        intensity_properties=intensity, export_params=export,
     )
 
 
@@ -309,8 +330,9 @@ def import_nnunet_v1(
     name: str | None = None,
     training_orientation: str = "RAS",
     device: str | torch.device | None = None,
+    mode: str = "exact",
 ) -> Any:
-    """Import an nnU-Net v1 result folder as one :class:`~mednet_pvs.inference.PVSModel` (folds = ensemble members).
+    """Import an nnU-Net v1 result folder as one model (folds = ensemble members).
 
     Args:
         folder: a trainer folder (``<Trainer>__<Plans>``), any folder above one that holds exactly
@@ -319,15 +341,20 @@ def import_nnunet_v1(
         checkpoint: checkpoint stem (``model_final_checkpoint``, ``model_best``).
         name: the model's name; a registry name (``mednet-pvs-t2w``) also attaches that entry's
             data, figures and citation and checks that the weights are that entry's network.
-        training_orientation: axis codes the training scans were stored in (see the module docstring).
+        training_orientation: axis codes the training scans were stored in (``mode="approximate"``
+            only; see the module docstring).
         device: where to put the networks (default: CUDA when available).
+        mode: ``"exact"`` (nnU-Net v1's own pipeline, an ``NnUNetModel``) or ``"approximate"`` (the
+            project's pipeline, a ``PVSModel`` that can be fine-tuned).
 
     Returns:
-        A ready model; ``model.meta`` records the source, the plans' facts, warnings and notes.
+        A ready model; ``model.meta`` records the source, the plans' facts and warnings.
     """
     from mednet_pvs.data.preprocessing import PreprocessConfig
     from mednet_pvs.inference import InferenceConfig, PVSModel, SlidingWindowConfig
 
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     trainer_dir, found = find_folds(folder, checkpoint)
     chosen = _select(found, folds, trainer_dir)
     read, warns = [], []
@@ -340,23 +367,17 @@ def import_nnunet_v1(
         read.append(f)
         warns += [x for x in w if x not in warns]
     plans, first = read[0].plans, read[0]
-    if plans.normalization not in ("nonCT", "noNorm"):
+    from mednet_pvs.data.nnunet_preprocessing import V1_NORMALIZATIONS
+
+    known = tuple(V1_NORMALIZATIONS) if mode == "exact" else ("nonCT", "noNorm")
+    if plans.normalization not in known:
         raise InputError(first.folder / f"{checkpoint}.model.pkl",
-                         f"normalization {plans.normalization!r} is not supported (MRI models use 'nonCT' z-score or 'noNorm')")
+                         f"normalization {plans.normalization!r} is not known (known in {mode} mode: {', '.join(known)})")
     folder_name = trainer_dir.name
     trainer = plans.trainer or folder_name.split("__")[0]
     if plans.trainer and folder_name.split("__")[0] != plans.trainer:
         warns.append(f"the folder is named {folder_name!r} but its pickle names the trainer {plans.trainer!r}")
-    orientation = network_orientation(training_orientation, plans.transpose_forward)
-    preprocessing = PreprocessConfig(
-        target_spacing=plans.spacing, orientation=orientation,
-        normalisation="zscore" if plans.normalization == "nonCT" else "none",
-        use_brainmask=True, foreground="nonzero", crop_to_brain=True, crop_margin_mm=0.0,
-        image_interpolation="bspline", label_interpolation="nearest",
-    )
     mirror = () if "noMirroring" in trainer else (0, 1, 2)
-    inference = InferenceConfig(SlidingWindowConfig(patch_size=plans.patch_size, step=0.5, sigma_scale=1.0 / 8, mirror_axes=mirror), threshold=0.5)
-
     entry_meta: dict[str, Any] = {}
     if name is not None:
         entry_meta, w = _entry_meta(name, first.network, plans)
@@ -370,16 +391,60 @@ def import_nnunet_v1(
             "plans": folder_name.split("__", 1)[1] if "__" in folder_name else None,
             "folds": [f.folder.name for f in read], "checkpoint": checkpoint, "epochs": [f.epoch for f in read],
         },
-        "nnunet_v1": {**plans.facts(), "training_orientation": training_orientation},
+        "nnunet_v1": {**plans.facts(), **({"training_orientation": training_orientation} if mode != "exact" else {})},
         "import_warnings": warns,
-        "import_notes": _notes(plans, orientation, training_orientation),
     }
     for w in warns:
         warnings.warn(f"{trainer_dir}: {w}", ZooImportWarning, stacklevel=2)
+    if mode == "exact":
+        return _exact_model(read, plans, mirror, name or f"{task}__{trainer}", meta, device,
+                            first.folder / f"{checkpoint}.model.pkl")
+    orientation = network_orientation(training_orientation, plans.transpose_forward)
+    meta["import_notes"] = _notes(plans, orientation, training_orientation)
+    preprocessing = PreprocessConfig(
+        target_spacing=plans.spacing, orientation=orientation,
+        normalisation="zscore" if plans.normalization == "nonCT" else "none",
+        use_brainmask=True, foreground="nonzero", crop_to_brain=True, crop_margin_mm=0.0,
+        image_interpolation="bspline", label_interpolation="nearest",
+    )
+    inference = InferenceConfig(SlidingWindowConfig(patch_size=plans.patch_size, step=0.5, sigma_scale=1.0 / 8, mirror_axes=mirror), threshold=0.5)
     return PVSModel(
         [f.network for f in read], first.spec, preprocessing, inference,
         name=name or f"{task}__{trainer}", meta=meta, device=device,
     )
+
+
+def v1_pipeline(plans: V1Plans, pkl: Path) -> Any:
+    """The :class:`~mednet_pvs.data.nnunet_preprocessing.NnUNetPipeline` (``version=1``) of a trainer's plans."""
+    from mednet_pvs.data.nnunet_preprocessing import NnUNetPipeline
+
+    contrast = next(iter(plans.modalities.values()), "image")
+    names = ["PVS"] if plans.num_classes == 1 else [f"label_{k}" for k in range(1, plans.num_classes + 1)]
+    export = plans.export_params or {"order": 1, "order_z": 0, "force_separate_z": None}
+    try:
+        return NnUNetPipeline(
+            version=1, reader="SimpleITKIO", transpose_forward=plans.transpose_forward,
+            transpose_backward=plans.transpose_backward, spacing=plans.spacing,
+            normalization_schemes=(plans.normalization,), use_mask_for_norm=(plans.use_mask_for_norm,),
+            intensity_properties=dict(plans.intensity_properties or {}),
+            resampling_data={"order": 3, "order_z": 0, "force_separate_z": None}, resampling_probabilities=export,
+            channel_names={"0": contrast}, labels={"background": 0, **{n: k + 1 for k, n in enumerate(names)}},
+        )
+    except ConfigError as e:
+        raise InputError(pkl, str(e)) from None
+
+
+def _exact_model(read: list[_Fold], plans: V1Plans, mirror: tuple[int, ...], name: str, meta: dict[str, Any],
+                 device: Any, pkl: Path) -> Any:
+    from mednet_pvs.inference import InferenceConfig, SlidingWindowConfig
+    from mednet_pvs.inference.nnunet_model import NnUNetModel
+
+    if plans.normalization == "CT" and "0" not in (plans.intensity_properties or {}):
+        raise InputError(pkl, "normalization 'CT' needs the plans' dataset_properties['intensityproperties']")
+    window = SlidingWindowConfig(patch_size=plans.patch_size, step=0.5, batch_size=1, mirror_axes=mirror,
+                                 channels_last=False)
+    return NnUNetModel([f.network for f in read], read[0].spec, v1_pipeline(plans, pkl), InferenceConfig(window=window),
+                       name=name, meta={**meta, "mode": "nnunet-v1-exact"}, device=device)
 
 
 def _entry_meta(name: str, net: nn.Module, plans: V1Plans) -> tuple[dict[str, Any], list[str]]:

@@ -1,0 +1,150 @@
+"""Imported nnU-Net v1 models reproduce nnU-Net v1's own predictor (exact mode).
+
+The references in ``tests/data/nnunet_v1_reference`` were made by nnunet 1.7.1's own code
+(``make_reference.py``, README there): v1 result folders with the plans of v1's
+``ExperimentPlanner3D_v21`` (shrunk network) and random weights saved by ``nnUNetTrainerV2``, and
+``predict_from_folder`` outputs on one phantom stored RAS, LPS-permuted and at 0.9 x 0.9 x 3 mm,
+padded with zeros so that the crop to the nonzero box removes something.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mednet_pvs.errors import InputError
+from mednet_pvs.zoo import load_pretrained
+from mednet_pvs.zoo.import_nnunet_v1 import import_nnunet_v1
+
+REF = Path(__file__).resolve().parents[1] / "data" / "nnunet_v1_reference"
+TASK = REF / "results" / "Task901_PVS"
+MODELS = ("nnUNetPlansv2.1", "nnUNetPlansv2.1_nomask", "nnUNetPlansv2.1_aniso")
+CASES = ("ras", "lps", "aniso")
+PKL = "model_final_checkpoint.model.pkl"
+
+
+def _folder(plans: str) -> Path:
+    return TASK / f"nnUNetTrainerV2__{plans}"
+
+
+def _reference(plans: str, case: str) -> tuple[np.ndarray, np.ndarray]:
+    base = REF / "predictions" / f"Task901_PVS__{plans}"
+    labels = np.asarray(nib.load(base / f"{case}.nii.gz").dataobj)
+    prob = np.load(base / f"{case}_pvs.npz")["probability"].astype(np.float32)  # (z, y, x): v1's axis order
+    return labels, prob.transpose(2, 1, 0)
+
+
+@pytest.fixture(scope="module")
+def models():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same numbers; on a loaded 2-core machine much faster than two
+    yield {plans: load_pretrained(str(_folder(plans)), device="cpu") for plans in MODELS}
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("plans", MODELS)
+def test_matches_nnunet_v1_predictor(models, plans, case):
+    labels_ref, prob_ref = _reference(plans, case)
+    args = json.loads((REF / "predictions" / f"Task901_PVS__{plans}" / "reference.json").read_text())
+    pred = models[plans].predict(REF / "inputs" / f"{case}_T2w.nii.gz", tta=args["tta"], step=args["step_size"])
+    assert pred.mask.shape == labels_ref.shape == pred.scan.shape
+    agree = float((pred.mask == labels_ref).mean())
+    assert agree >= 0.999, f"labels agree in {agree:.5f} of voxels"
+    np.testing.assert_allclose(pred.probabilities, prob_ref, atol=1e-3)
+
+
+def test_exact_mode_is_the_default_and_reads_the_plans(models):
+    from mednet_pvs.inference.nnunet_model import NnUNetModel
+
+    two = models["nnUNetPlansv2.1"]
+    assert isinstance(two, NnUNetModel) and len(two.networks) == 2
+    p = two.pipeline
+    assert p.version == 1 and p.normalization_schemes == ("nonCT",) and p.use_mask_for_norm == (True,)
+    assert models["nnUNetPlansv2.1_nomask"].pipeline.use_mask_for_norm == (False,)
+    aniso = models["nnUNetPlansv2.1_aniso"].pipeline
+    assert aniso.transpose_forward == (1, 0, 2) and aniso.spacing == pytest.approx((3.0, 0.9, 0.9))
+    assert two.inference.window.mirror_axes == (0, 1, 2) and two.inference.window.patch_size == (32, 32, 32)
+
+
+def test_one_tile_is_not_weighted(models):
+    """v1 weights tiles by its Gaussian only when more than one tile covers the volume."""
+    import torch
+
+    from mednet_pvs.inference.nnunet_model import nnunet_v1_gaussian, nnunet_v1_sliding_window
+
+    g = nnunet_v1_gaussian((8, 8, 8))
+    assert g.dtype == torch.float32 and float(g.max()) == 1.0 and float(g.min()) > 0
+    net = models["nnUNetPlansv2.1_nomask"].networks[0]
+    x = torch.randn(1, 32, 32, 32)
+    with torch.inference_mode():
+        one = nnunet_v1_sliding_window(net, x, (32, 32, 32), 2)
+        direct = torch.softmax(net(x[None]), 1)[0]
+    torch.testing.assert_close(one, direct, atol=1e-6, rtol=0)
+
+
+def test_bundle_round_trip_keeps_v1_exact_mode(models, tmp_path):
+    model = models["nnUNetPlansv2.1_aniso"]
+    model.save_pretrained(tmp_path / "b")
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert config["kind"] == "nnunet" and config["nnunet"]["version"] == 1
+    back = load_pretrained(str(tmp_path / "b"), device="cpu")
+    case = REF / "inputs" / "aniso_T2w.nii.gz"
+    np.testing.assert_array_equal(model.predict(case, tta=False).mask, back.predict(case, tta=False).mask)
+
+
+def _copy(tmp_path: Path, plans: str = "nnUNetPlansv2.1") -> Path:
+    dest = tmp_path / "Task901_PVS" / f"nnUNetTrainerV2__{plans}"
+    shutil.copytree(_folder(plans), dest)
+    return dest
+
+
+def _edit_plans(pkl: Path, edit) -> None:
+    with open(pkl, "rb") as f:
+        info = pickle.load(f)  # our own fixture: a trusted pickle
+    edit(info["plans"])
+    with open(pkl, "wb") as f:
+        pickle.dump(info, f)
+
+
+def test_folds_with_different_plans_are_refused(tmp_path):
+    folder = _copy(tmp_path)
+    _edit_plans(folder / "fold_1" / PKL, lambda p: p["use_mask_for_norm"].update({0: False}))
+    with pytest.raises(InputError, match=r"fold_1: its plans differ from fold_0's"):
+        import_nnunet_v1(folder, device="cpu")
+
+
+def test_missing_fold_is_named(tmp_path):
+    with pytest.raises(InputError, match=r"has no fold_3 \(folds present: fold_0, fold_1\)"):
+        import_nnunet_v1(_folder("nnUNetPlansv2.1"), folds=[0, 3], device="cpu")
+    folder = _copy(tmp_path)
+    (folder / "fold_1" / PKL).unlink()
+    with pytest.raises(InputError, match=rf"fold_1/{PKL}: missing"):
+        import_nnunet_v1(folder, device="cpu")
+
+
+def test_unknown_normalisation_is_named(tmp_path):
+    folder = _copy(tmp_path, "nnUNetPlansv2.1_nomask")
+    _edit_plans(folder / "fold_0" / PKL, lambda p: p["normalization_schemes"].update({0: "MyNorm"}))
+    with pytest.raises(InputError, match=rf"fold_0/{PKL}: normalization 'MyNorm' is not known \(known in exact mode: "
+                                         r"nonCT, CT, CT2, noNorm\)"):
+        import_nnunet_v1(folder, device="cpu")
+
+
+def test_approximate_mode_is_still_offered():
+    from mednet_pvs.inference import PVSModel
+    from mednet_pvs.inference.nnunet_model import NnUNetModel
+
+    model = import_nnunet_v1(_folder("nnUNetPlansv2.1_nomask"), device="cpu", mode="approximate")
+    assert isinstance(model, PVSModel) and not isinstance(model, NnUNetModel)
+    assert model.preprocessing.orientation == "SAR"
+    with pytest.raises(Exception, match="mode must be one of exact, approximate"):
+        import_nnunet_v1(_folder("nnUNetPlansv2.1_nomask"), device="cpu", mode="fast")
