@@ -1,6 +1,19 @@
-"""Benchmark: mednet_pvs's Frangi vesselness against ``skimage.filters.frangi``, speed and response.
+"""Benchmark: mednet_pvs's Frangi vesselness against ``skimage.filters.frangi``: speed and response
+(``speed``), and segmentation quality of the fitted baseline on phantoms (``fit``).
 
-    python benchmarks/bench_frangi.py [--repeats 3] [--skimage-python /tmp/skenv/bin/python]
+    python benchmarks/bench_frangi.py speed [--repeats 3] [--skimage-python /tmp/skenv/bin/python]
+    python benchmarks/bench_frangi.py fit [--out benchmarks/results/frangi_fit_cpu2.txt]
+
+``fit``: on the project's phantoms (MNI152 anatomy at 1 mm and the procedural head, T2w and T1w),
+settings are fitted on one phantom and scored on two others (voxel Dice and cluster Dice, from
+:func:`mednet_pvs.analysis.case_metrics`), for: the old fit (threshold only, scale-normalised
+scales 0.5-1.5 mm, no mask erosion); the threshold only with today's defaults; the grid fit
+(:func:`~mednet_pvs.classical.frangi.fit_frangi_grid`: threshold x scales x normalisation x
+erosion, polarity from the contrast, then also chosen by the fit); and scikit-image's ``frangi``
+with the usual recipe (scales 0.5, 1, 1.5 voxels, its default gamma, brain mask eroded by 3 mm,
+threshold tuned on the fitting phantom). Needs scikit-image in this Python.
+
+``speed`` (the default):
 
 A synthetic 1 mm "brain" of 182 x 218 x 182 voxels (an ellipsoid of smooth tissue with bright
 tubes of 1-3 mm, zero outside: skull-stripped) is filtered with the same scales and
@@ -29,7 +42,15 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mednet_pvs.classical.frangi import FrangiConfig, frangi_response  # noqa: E402
+from mednet_pvs.classical.frangi import (  # noqa: E402
+    FrangiConfig,
+    FrangiSegmenter,
+    _dice_curve,
+    depth_mm,
+    fit_frangi_grid,
+    fit_threshold,
+    frangi_response,
+)
 
 SHAPE = (182, 218, 182)
 SCALE_SETS = {
@@ -103,19 +124,110 @@ def _skimage(image: np.ndarray, sigmas: tuple[float, ...], repeats: int, python:
         return json.loads(res.stdout.strip().splitlines()[-1])["seconds"], np.load(dst)
 
 
+#: (anatomy, contrast) groups of the ``fit`` benchmark; procedural heads on a 96^3 grid at 1 mm.
+FIT_GROUPS = (("mni", "T2w"), ("mni", "T1w"), ("procedural", "T2w"), ("procedural", "T1w"))
+FIT_SEED, TEST_SEEDS = 201, (202, 203)
+
+
+def _phantoms(anatomy: str, contrast: str) -> tuple[object, list[object]]:
+    from mednet_pvs.synth import PhantomConfig, make_phantom
+
+    kw = {"anatomy": anatomy, "contrast": contrast, "spacing": 1.0, "burden": 2}
+    if anatomy == "procedural":
+        kw["shape"] = (96, 96, 96)
+    cfg = PhantomConfig(**kw)
+    return make_phantom(cfg, seed=FIT_SEED), [make_phantom(cfg, seed=s) for s in TEST_SEEDS]
+
+
+def _scores(masks: list[np.ndarray], tests: list[object]) -> tuple[float, float]:
+    from mednet_pvs.analysis import case_metrics
+
+    m = [case_metrics(k, p.label, p.affine) for k, p in zip(masks, tests)]  # type: ignore[attr-defined]
+    return float(np.mean([x["dice"] for x in m])), float(np.mean([x["cluster_dice"] for x in m]))
+
+
+def _skimage_recipe(fit: object, tests: list[object], dark: bool) -> tuple[float, float, float, float]:
+    """skimage ``frangi`` (scales 0.5-1.5 voxels, default gamma), response kept > 3 mm deep in the
+    brain mask, threshold tuned on ``fit``: ``(voxel Dice, cluster Dice, threshold, seconds)``."""
+    from skimage.filters import frangi
+
+    def response(p: object) -> np.ndarray:
+        r = frangi(p.image, sigmas=(0.5, 1.0, 1.5), black_ridges=dark, mode="reflect")  # type: ignore[attr-defined]
+        return np.where(depth_mm(p.brainmask > 0, p.spacing) > 3.0, r, 0).astype(np.float32)  # type: ignore[attr-defined]
+
+    t0 = time.perf_counter()
+    thresholds = np.geomspace(1e-6, 0.99, 400)
+    curve = _dice_curve(response(fit), fit.label > 0, thresholds)  # type: ignore[attr-defined]
+    t = float(thresholds[int(np.nanargmax(curve))])
+    seconds = time.perf_counter() - t0
+    dice, cdice = _scores([response(p) > t for p in tests], tests)
+    return dice, cdice, t, seconds
+
+
+def _describe(cfg: FrangiConfig) -> str:
+    return (f"scales {','.join(f'{s:g}' for s in cfg.sigmas_mm)} mm, normalised {'yes' if cfg.scale_normalise else 'no'}, "
+            f"{cfg.polarity}, erosion {cfg.mask_erosion_mm:g} mm, threshold {cfg.threshold:.3g}")
+
+
+def fit_benchmark(out: Path | None) -> int:
+    """Fit on one phantom, score on two others; print (and write to ``out``) one table per group."""
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    say(f"Frangi baseline on phantoms: settings fitted on seed {FIT_SEED}, scored on seeds {list(TEST_SEEDS)} "
+        "(mean voxel Dice / cluster Dice); 1 mm; 2 shared CPU cores")
+    for anatomy, contrast in FIT_GROUPS:
+        fit_ph, tests = _phantoms(anatomy, contrast)
+        base = FrangiConfig.for_contrast(contrast)
+        one = ([fit_ph.image], [fit_ph.label > 0], [fit_ph.brainmask > 0])  # type: ignore[attr-defined]
+        sp = [fit_ph.spacing]  # type: ignore[attr-defined]
+        say(f"\n[{anatomy} {contrast}, {fit_ph.image.shape}]")  # type: ignore[attr-defined]
+        methods = (
+            ("old fit: threshold only (normalised, no erosion)", fit_threshold, {"config": base.replace(scale_normalise=True, mask_erosion_mm=0.0)}),
+            ("threshold only, today's defaults", fit_threshold, {"config": base}),
+            ("grid fit (fit-frangi)", fit_frangi_grid, {"config": base}),
+            ("grid fit, polarity chosen too (--contrast auto)", fit_frangi_grid, {"config": base, "polarities": ("bright", "dark")}),
+        )
+        for name, fit, kwargs in methods:
+            t0 = time.perf_counter()
+            cfg = fit(*one, spacings=sp, **kwargs).config  # type: ignore[operator]
+            seconds = time.perf_counter() - t0
+            seg = FrangiSegmenter(cfg)
+            dice, cdice = _scores([seg.predict(p.image, p.spacing, p.brainmask)[1] for p in tests], tests)  # type: ignore[attr-defined]
+            say(f"  {name:50s} {dice:.3f} / {cdice:.3f}   fit {seconds:5.1f} s; {_describe(cfg)}")
+        try:
+            dice, cdice, t, seconds = _skimage_recipe(fit_ph, tests, dark=base.polarity == "dark")
+            say(f"  {'skimage frangi, usual recipe':50s} {dice:.3f} / {cdice:.3f}   fit {seconds:5.1f} s; "
+                f"scales 0.5,1,1.5 voxels, erosion 3 mm, threshold {t:.3g}")
+        except ImportError:
+            say("  skimage frangi: not installed in this Python")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", nargs="?", choices=("speed", "fit"), default="speed", help="which benchmark")
+    ap.add_argument("--out", type=Path, default=None, help="fit: also write the table to this file")
     ap.add_argument("--repeats", type=int, default=3, help="best of N runs (ours)")
     ap.add_argument("--skimage-repeats", type=int, default=1, help="best of N runs (skimage)")
     ap.add_argument("--skimage-python", default=os.environ.get("SKIMAGE_PYTHON", "/tmp/skenv/bin/python"))
     ap.add_argument("--sets", nargs="*", default=list(SCALE_SETS), help="scale sets to run")
     args = ap.parse_args(argv)
+    if args.what == "fit":
+        return fit_benchmark(args.out)
 
     image, brain = synthetic_brain()
     print(f"image {SHAPE} at 1 mm, brain {int(brain.sum())} voxels; gamma={GAMMA}, alpha=beta=0.5, no scale normalisation")
     for name in args.sets:
         sigmas = SCALE_SETS[name]
-        cfg = FrangiConfig(sigmas_mm=sigmas, gamma=GAMMA, scale_normalise=False, polarity="bright")
+        cfg = FrangiConfig(sigmas_mm=sigmas, gamma=GAMMA, scale_normalise=False, polarity="bright", mask_erosion_mm=0.0)
         t_mask, ours = _best(lambda: frangi_response(image, 1.0, brain, cfg).response, args.repeats)
         t_full, _ = _best(lambda: frangi_response(image, 1.0, None, cfg).response, args.repeats)
         print(f"\n[{name}]")

@@ -5,22 +5,37 @@
 
 Multi-scale Hessian vesselness (:mod:`mednet_pvs.classical.frangi`) on the scan's own grid and
 spacing, restricted to the brain mask when given (else the whole image: give a mask for unstripped
-heads), thresholded at the config's ``threshold`` (fit it on training data with
-:func:`mednet_pvs.classical.fit_threshold`). Saved as a bundle folder whose ``config.json`` has
-``"kind": "frangi"`` and no weights file.
+heads) and kept only ``mask_erosion_mm`` deep inside it, thresholded at the config's ``threshold``.
+:func:`fit_frangi` (``mednet-pvs fit-frangi``) fits the threshold, scales, scale normalisation,
+mask erosion and (``contrast="auto"``) polarity on labelled data. Saved as a bundle folder whose
+``config.json`` has ``"kind": "frangi"`` and no weights file; a bundle written before
+``mask_erosion_mm`` existed loads with the settings it was fitted with (no erosion).
 """
 from __future__ import annotations
 
+import json
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from mednet_pvs.classical.frangi import FrangiConfig, FrangiSegmenter
-from mednet_pvs.errors import InputError
-from mednet_pvs.inference.bundle import BundleConfig, register_kind, write_bundle
+from mednet_pvs.classical.frangi import (
+    DEFAULT_EROSIONS_MM,
+    DEFAULT_SCALE_SETS,
+    FrangiConfig,
+    FrangiFit,
+    FrangiSegmenter,
+)
+from mednet_pvs.errors import ConfigError, InputError
+from mednet_pvs.inference.bundle import (
+    CONFIG,
+    BundleConfig,
+    register_kind,
+    write_bundle,
+)
 from mednet_pvs.inference.prediction import Prediction, load_grid_mask
 from mednet_pvs.io import ImageSource, PathType, load_image
 
@@ -41,7 +56,7 @@ class FrangiModel:
 
     @classmethod
     def for_contrast(cls, contrast: str, **kwargs: Any) -> FrangiModel:
-        """Default settings with the polarity of ``contrast`` (T2w bright, T1w/FLAIR dark tubes)."""
+        """Default settings with the polarity of ``contrast`` (T2w/PD bright, T1w/FLAIR dark tubes)."""
         return cls(FrangiConfig.for_contrast(contrast, **kwargs), name=f"frangi-{contrast.lower()}", meta={"contrast": contrast})
 
     def predict(
@@ -92,28 +107,73 @@ class FrangiModel:
         return f"FrangiModel(name={self.name!r}, polarity={self.config.polarity!r}, threshold={self.config.threshold})"
 
 
+#: Settings of a bundle written before ``mask_erosion_mm`` existed (and ``scale_normalise`` defaulted
+#: to False): its threshold was fitted with these, so a missing key takes them.
+SETTINGS_BEFORE_EROSION = {"mask_erosion_mm": 0.0, "scale_normalise": True}
+
+
 @register_kind("frangi")
 def _load_frangi_bundle(folder: Path, config: BundleConfig, device: object) -> FrangiModel:
     """The Frangi baseline from its settings (``device`` does not apply: it runs on the CPU)."""
     config.require("frangi")
-    return FrangiModel(config.frangi, name=config.name, meta=config.meta).to(device)
+    saved = json.loads((Path(folder) / CONFIG).read_text()).get("frangi") or {}
+    frangi = config.frangi
+    if "mask_erosion_mm" not in saved:
+        frangi = frangi.replace(**{k: v for k, v in SETTINGS_BEFORE_EROSION.items() if k not in saved})  # type: ignore[union-attr]
+    return FrangiModel(frangi, name=config.name, meta=config.meta).to(device)
 
 
-def fit_frangi(source: PathType, contrast: str = "T2w", **config: Any) -> tuple[FrangiModel, Any]:
-    """Fit the Frangi threshold on a labelled cohort (manifest or BIDS folder).
+#: What :func:`fit_frangi` fits: the threshold only, or every setting of :data:`GRID_FIELDS`.
+FIT_MODES = ("threshold", "all")
+
+
+def fit_frangi(
+    source: PathType,
+    contrast: str = "T2w",
+    *,
+    fit: str = "all",
+    scale_sets: Sequence[Sequence[float]] | None = None,
+    erosions_mm: Sequence[float] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **config: Any,
+) -> tuple[FrangiModel, FrangiFit]:
+    """Fit the Frangi baseline on a labelled cohort (manifest or BIDS folder).
 
     Args:
         source: cohort with ``image``, ``label`` and (recommended) ``brainmask`` per case.
-        contrast: sets the polarity (``T2w`` bright tubes, ``T1w``/``FLAIR`` dark).
-        config: other :class:`FrangiConfig` fields (e.g. ``sigmas_mm``).
+        contrast: sets the polarity (``T2w``/``PD`` bright tubes, ``T1w``/``FLAIR`` dark); ``auto``
+            lets the fit choose it (both are tried, the better kept).
+        fit: ``"all"`` fits threshold, scales, scale normalisation and mask erosion together
+            (:func:`~mednet_pvs.classical.frangi.fit_frangi_grid`); ``"threshold"`` the threshold only
+            (and the polarity for ``auto``), the other settings from ``config`` or the defaults.
+        scale_sets: scale sets (mm) to try (``fit="all"``: default
+            :data:`~mednet_pvs.classical.frangi.DEFAULT_SCALE_SETS`; ``"threshold"``: at most one).
+        erosions_mm: mask erosions (mm) to try (same rules; default
+            :data:`~mednet_pvs.classical.frangi.DEFAULT_EROSIONS_MM`).
+        progress: called with ``(cases done, cases)`` while fitting.
+        config: other :class:`FrangiConfig` fields (e.g. ``alpha``, ``min_size_mm3``).
 
     Returns:
-        ``(model, fit)``: a :class:`FrangiModel` with the best threshold (its ``meta`` records the
-        training Dice and cases) and the :class:`~mednet_pvs.classical.frangi.ThresholdFit`.
+        ``(model, fit)``: a :class:`FrangiModel` with the best settings (its ``meta`` records the
+        training Dice, the cases and what was fitted) and the
+        :class:`~mednet_pvs.classical.frangi.FrangiFit` with every combination tried.
     """
-    from mednet_pvs.classical.frangi import fit_threshold
+    from mednet_pvs.classical.frangi import fit_frangi_grid
     from mednet_pvs.data.cases import load_cases
 
+    if fit not in FIT_MODES:
+        raise ConfigError(f"fit must be one of {', '.join(FIT_MODES)}, not {fit!r}")
+    auto = contrast.lower() == "auto"
+    base = FrangiConfig(**config) if auto else FrangiConfig.for_contrast(contrast, **config)
+    if fit == "all":
+        sets, erosions, normalise = scale_sets or DEFAULT_SCALE_SETS, erosions_mm or DEFAULT_EROSIONS_MM, (False, True)
+    else:
+        for name, values in (("scale set", scale_sets), ("erosion", erosions_mm)):
+            if values is not None and len(values) > 1:
+                raise ConfigError(f"fitting the threshold only takes one {name}, not {len(values)} (fitting all settings tries several)")
+        sets = scale_sets or (base.sigmas_mm,)
+        erosions = erosions_mm or (base.mask_erosion_mm,)
+        normalise = (base.scale_normalise,)
     cases = load_cases(source, require_label=True)
     images, labels, masks, spacings = [], [], [], []
     for c in cases:
@@ -127,6 +187,8 @@ def fit_frangi(source: PathType, contrast: str = "T2w", **config: Any) -> tuple[
         labels.append(label.data > 0)
         masks.append(None if c.brainmask is None else load_grid_mask(c.brainmask, scan))
         spacings.append(scan.spacing)
-    fit = fit_threshold(images, labels, masks, spacings=spacings, config=FrangiConfig.for_contrast(contrast, **config))
-    meta = {"contrast": contrast, "training_data": str(source), "n_cases": len(cases), "train_dice": fit.best_dice}
-    return FrangiModel(fit.config, name=f"frangi-{contrast.lower()}", meta=meta), fit
+    result = fit_frangi_grid(images, labels, masks, spacings=spacings, config=base, scale_sets=sets, erosions_mm=erosions,
+                             scale_normalise=normalise, polarities=("bright", "dark") if auto else None, progress=progress)
+    meta = {"contrast": contrast, "training_data": str(source), "n_cases": len(cases), "train_dice": result.best_dice,
+            "fitted": fit, "combinations_tried": len(result.candidates)}
+    return FrangiModel(result.config, name=f"frangi-{contrast.lower()}", meta=meta), result
