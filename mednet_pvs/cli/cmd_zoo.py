@@ -66,7 +66,8 @@ def register(app: typer.Typer) -> None:
         name: Optional[str] = typer.Option(None, "--name", help="Model name; a registry name (e.g. mednet-pvs-t2w) also attaches its figures and citation."),
         folds: Optional[str] = typer.Option(None, "--folds", help="Comma-separated folds to use (e.g. 0,1,2 or all); default every fold found."),
         checkpoint: str = typer.Option("model_final_checkpoint", "--checkpoint", help="Checkpoint stem (model_final_checkpoint, model_best)."),
-        training_orientation: str = typer.Option("RAS", "--training-orientation", help="Axis codes the training scans were stored in (nnU-Net v1 does not reorient)."),
+        training_orientation: str = typer.Option("RAS", "--training-orientation", help="With --mode approximate: axis codes the training scans were stored in (nnU-Net v1 does not reorient)."),
+        mode: str = typer.Option("exact", "--mode", help="exact: nnU-Net v1's own pipeline, step for step (default); approximate: the project's pipeline (reoriented, can be fine-tuned)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a bundle already in --out."),
     ) -> None:
         """Turn the authors' nnU-Net v1 result folders (all folds) into one mednet-pvs model bundle."""
@@ -82,13 +83,20 @@ def register(app: typer.Typer) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ZooImportWarning)  # printed below from meta
             model = import_nnunet_v1(folder, folds=chosen, checkpoint=checkpoint, name=name,
-                                     training_orientation=training_orientation, device="cpu")
+                                     training_orientation=training_orientation, device="cpu", mode=mode)
         save_pretrained(model, out, load_as=str(out))
-        src, pre, inf = model.meta["source"], model.preprocessing, model.inference
+        src, inf = model.meta["source"], model.inference
         console.print(f"imported {src['trainer']} ({src['task']}), folds {', '.join(src['folds'])}: "
                       f"{model.network.name}, {len(model.networks)} member(s)", highlight=False)
-        console.print(f"preprocessing: spacing {pre.target_spacing} mm, orientation {pre.orientation}, {pre.normalisation}; "
-                      f"patch {inf.window.patch_size}, mirroring axes {inf.window.mirror_axes}", highlight=False)
+        if mode == "exact":
+            p = model.pipeline
+            console.print(f"exact mode (nnU-Net v1): spacing {list(p.spacing)} mm (network axes), transpose "
+                          f"{list(p.transpose_forward)}, {p.normalization_schemes[0]} (mask {p.use_mask_for_norm[0]}); "
+                          f"patch {list(inf.window.patch_size)}, mirroring axes {list(inf.window.mirror_axes)}", highlight=False)
+        else:
+            pre = model.preprocessing
+            console.print(f"approximate mode: spacing {pre.target_spacing} mm, orientation {pre.orientation}, {pre.normalisation}; "
+                          f"patch {inf.window.patch_size}, mirroring axes {inf.window.mirror_axes}", highlight=False)
         for w in model.meta.get("import_warnings", []):
             console.print(f"[yellow]warning:[/] {w}", highlight=False)
         console.print(f"wrote {out} (config.json, model.safetensors, README.md); load it with load_pretrained('{out}') "

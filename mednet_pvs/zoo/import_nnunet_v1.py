@@ -251,8 +251,8 @@ def check_trainer(trainer: str, net: nn.Module, path: Path) -> list[str]:
         return []
     got = ", ".join(f"{f} {list(getattr(cfg, f)) if isinstance(getattr(cfg, f), tuple) else getattr(cfg, f)}" for f in fields)
     want = ", ".join(f"{f} {list(getattr(preset, f)) if isinstance(getattr(preset, f), tuple) else getattr(preset, f)}" for f in fields)
-    return [f"the trainer {trainer!r} names MedNeXt-{size} ({want}), but the weights have {got}; "
-            "the network was built from the weights"]
+    return [(f"the trainer {trainer!r} names MedNeXt-{size} ({want}), but the weights have {got}; "
+            "the network was built from the weights")]
 
 
 def _check_against_plans(net: nn.Module, plans: V1Plans, path: Path) -> None:
@@ -266,11 +266,11 @@ def _check_against_plans(net: nn.Module, plans: V1Plans, path: Path) -> None:
     in_ch = getattr(cfg, "in_channels", None) or getattr(cfg, "input_channels", None)
     if in_ch is not None and in_ch != 1:
         raise InputError(path, f"the weights take {in_ch} input channels; only single-contrast models can be imported")
-    if isinstance(cfg, GenericUNetV1Config) and plans.pool_op_kernel_sizes:
-        if (cfg.pool_op_kernel_sizes, cfg.conv_kernel_sizes) != (plans.pool_op_kernel_sizes, plans.conv_kernel_sizes):
-            raise InputError(path, f"the plans' pool/conv kernels {[list(k) for k in plans.pool_op_kernel_sizes]} / "
-                                   f"{[list(k) for k in plans.conv_kernel_sizes]} do not match the weights' "
-                                   f"{[list(k) for k in cfg.pool_op_kernel_sizes]} / {[list(k) for k in cfg.conv_kernel_sizes]}")
+    if isinstance(cfg, GenericUNetV1Config) and plans.pool_op_kernel_sizes and \
+            (cfg.pool_op_kernel_sizes, cfg.conv_kernel_sizes) != (plans.pool_op_kernel_sizes, plans.conv_kernel_sizes):
+        raise InputError(path, f"the plans' pool/conv kernels {[list(k) for k in plans.pool_op_kernel_sizes]} / "
+                               f"{[list(k) for k in plans.conv_kernel_sizes]} do not match the weights' "
+                               f"{[list(k) for k in cfg.pool_op_kernel_sizes]} / {[list(k) for k in cfg.conv_kernel_sizes]}")
 
 
 # -------------------------------------------------------------------------------------- import
@@ -310,11 +310,11 @@ def _read_fold(fold: Path, checkpoint: str) -> tuple[_Fold, list[str]]:
 
 def _notes(plans: V1Plans, orientation: str, training_orientation: str) -> list[str]:
     notes = [
-        f"nnU-Net v1 does not reorient scans; this bundle reorients them to {orientation}, the axis order the network "
+        (f"nnU-Net v1 does not reorient scans; this bundle reorients them to {orientation}, the axis order the network "
         f"saw for training scans stored as {training_orientation} (transpose_forward {list(plans.transpose_forward)}); "
-        "scans stored with flipped axes give the same result with mirroring over all axes",
-        "nnU-Net v1 resamples (3rd-order spline) then normalises; mednet-pvs normalises, then resamples with B-splines: "
-        "intensities differ slightly",
+        "scans stored with flipped axes give the same result with mirroring over all axes"),
+        ("nnU-Net v1 resamples (3rd-order spline) then normalises; mednet-pvs normalises, then resamples with B-splines: "
+        "intensities differ slightly"),
     ]
     if plans.normalization == "nonCT" and not plans.use_mask_for_norm:
         notes.append("the plans normalise over the whole cropped image (use_mask_for_norm False); mednet-pvs takes the "

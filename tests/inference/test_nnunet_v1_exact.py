@@ -79,7 +79,10 @@ def test_one_tile_is_not_weighted(models):
     """v1 weights tiles by its Gaussian only when more than one tile covers the volume."""
     import torch
 
-    from mednet_pvs.inference.nnunet_model import nnunet_v1_gaussian, nnunet_v1_sliding_window
+    from mednet_pvs.inference.nnunet_model import (
+        nnunet_v1_gaussian,
+        nnunet_v1_sliding_window,
+    )
 
     g = nnunet_v1_gaussian((8, 8, 8))
     assert g.dtype == torch.float32 and float(g.max()) == 1.0 and float(g.min()) > 0
@@ -148,3 +151,22 @@ def test_approximate_mode_is_still_offered():
     assert model.preprocessing.orientation == "SAR"
     with pytest.raises(Exception, match="mode must be one of exact, approximate"):
         import_nnunet_v1(_folder("nnUNetPlansv2.1_nomask"), device="cpu", mode="fast")
+
+
+def test_predict_command_runs_a_v1_folder_exactly(tmp_path, capsys):
+    import torch
+
+    from mednet_pvs.cli.main import main
+
+    plans = "nnUNetPlansv2.1_nomask"  # its reference was made without mirroring
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = main(["predict", "-m", str(_folder(plans)), "-i", str(REF / "inputs" / "lps_T2w.nii.gz"),
+                     "-o", str(tmp_path / "out"), "--regions", "none", "--no-tta"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, capsys.readouterr().err
+    img = nib.load(tmp_path / "out" / "lps_T2w" / "lps_T2w_mask.nii.gz")
+    np.testing.assert_array_equal(np.asarray(img.dataobj), _reference(plans, "lps")[0])
+    np.testing.assert_allclose(img.affine, nib.load(REF / "inputs" / "lps_T2w.nii.gz").affine)

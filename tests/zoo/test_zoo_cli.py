@@ -63,15 +63,23 @@ def test_import_writes_a_bundle_that_reproduces_the_reference(tmp_path, capsys, 
     assert main(["import-nnunet-v1", str(mednext_release), "-o", str(out), "--name", "mednet-pvs-t2w", "--folds", "0,1"]) == 0
     err = capsys.readouterr().err
     assert "folds fold_0, fold_1: mednext, 2 member(s)" in err and "warning: the trainer" in err
+    assert "exact mode (nnU-Net v1): spacing [0.8, 0.8, 0.8] mm (network axes), transpose [0, 1, 2], nonCT" in err
     assert f"load_pretrained('{out}')" in err
     model = load_pretrained(out, device="cpu")
-    assert len(model.networks) == 2 and model.meta["zoo_entry"] == "mednet-pvs-t2w"
+    assert len(model.networks) == 2 and model.meta["zoo_entry"] == "mednet-pvs-t2w" and model.pipeline.version == 1
     with torch.no_grad():
         assert torch.allclose(model.networks[0](x), outputs[0], atol=1e-5, rtol=0)
     assert main(["import-nnunet-v1", str(mednext_release), "-o", str(out)]) == 1
     assert "already holds a model (config.json); pass --overwrite" in capsys.readouterr().err
-    assert main(["import-nnunet-v1", str(mednext_release), "-o", str(out), "--folds", "1", "--overwrite"]) == 0
-    assert len(load_pretrained(out, device="cpu").networks) == 1
+    assert main(["import-nnunet-v1", str(mednext_release), "-o", str(out), "--folds", "1", "--overwrite",
+                 "--mode", "approximate", "--training-orientation", "LAS"]) == 0
+    assert "approximate mode: spacing (0.8, 0.8, 0.8) mm, orientation SAL" in capsys.readouterr().err
+    back = load_pretrained(out, device="cpu")
+    assert len(back.networks) == 1 and back.preprocessing.orientation == "SAL" and not hasattr(back, "pipeline")
+    assert main(["import-nnunet-v1", str(mednext_release), "-o", str(tmp_path / "x"), "--mode", "fast"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mode must be one of exact, approximate, not 'fast'" in err
+    assert not (tmp_path / "x").exists()
 
 
 def test_import_errors_are_one_line(tmp_path, capsys, mednext_release):

@@ -27,7 +27,12 @@ def _import(folder, **kw):
 
 def test_mednext_folds_become_one_ensemble_with_the_plans_preprocessing(mednext_release):
     with pytest.warns(ZooImportWarning, match=r"names MedNeXt-L .* but the weights have n_channels 4"):
-        model = import_nnunet_v1(mednext_release, device="cpu")
+        exact = import_nnunet_v1(mednext_release, device="cpu")
+    p = exact.pipeline  # exact mode (the default): nnU-Net v1's own pipeline, read from the plans
+    assert (p.version, p.spacing, p.normalization_schemes, p.channel_names) == (1, (0.8, 0.8, 0.8), ("nonCT",), {"0": "T2w"})
+    assert exact.inference.window.patch_size == (128, 128, 128) and len(exact.networks) == 2
+    with pytest.warns(ZooImportWarning):
+        model = import_nnunet_v1(mednext_release, device="cpu", mode="approximate")
     assert len(model.networks) == 2
     assert model.network.name == "mednext"
     kw = model.network.kwargs
@@ -114,7 +119,8 @@ def test_transpose_forward_and_spacing_give_nnunet_v1s_array(tmp_path, mednext_r
         st["patch_size"] = np.array([16, 32, 32])
 
     edit_pickle(trainer / "fold_0" / PKL, anisotropic)
-    model = _import(trainer, training_orientation=training_orientation)
+    model = _import(trainer, training_orientation=training_orientation, mode="approximate")
+    assert _import(trainer).pipeline.transpose_backward == (1, 2, 0)  # exact mode: v1's own transposes
     expected_orientation = network_orientation(training_orientation, (2, 0, 1))
     assert model.preprocessing.orientation == expected_orientation
     assert model.preprocessing.target_spacing == (2.0, 0.8, 0.8) and model.inference.window.patch_size == (16, 32, 32)
@@ -235,7 +241,9 @@ def test_incomplete_or_inconsistent_folders_name_the_file(tmp_path, mednext_rele
         _import(mixed)
     ct = copy_trainer(mednext_release, tmp_path / "c", folds=("fold_0",))
     edit_pickle(ct / "fold_0" / PKL, lambda info: info["plans"].update(normalization_schemes={0: "CT"}))
-    with pytest.raises(InputError, match=r"model\.pkl: normalization 'CT' is not supported"):
+    with pytest.raises(InputError, match=r"model\.pkl: normalization 'CT' is not known \(known in approximate mode: nonCT, noNorm\)"):
+        _import(ct, mode="approximate")
+    with pytest.raises(InputError, match=r"model\.pkl: normalization 'CT' needs the plans' dataset_properties\['intensityproperties'\]"):
         _import(ct)
 
 

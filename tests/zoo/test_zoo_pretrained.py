@@ -9,7 +9,7 @@ import torch
 
 from _zoo_helpers import ds_outputs
 from mednet_pvs.errors import ConfigError, InputError
-from mednet_pvs.inference import PVSModel
+from mednet_pvs.inference.nnunet_model import NnUNetModel
 from mednet_pvs.zoo import load_pretrained, model_card, save_pretrained
 from mednet_pvs.zoo.import_nnunet_v1 import ZooImportWarning, import_nnunet_v1
 
@@ -25,7 +25,7 @@ def test_nnunet_v1_folder_is_imported_on_the_fly(mednext_release, mednext_refere
     sd, x, outputs = mednext_reference
     with pytest.warns(ZooImportWarning):
         model = load_pretrained(mednext_release, device="cpu")
-    assert isinstance(model, PVSModel) and len(model.networks) == 2
+    assert isinstance(model, NnUNetModel) and model.pipeline.version == 1 and len(model.networks) == 2
     with torch.no_grad():
         assert torch.allclose(model.networks[0](x), outputs[0], atol=1e-5, rtol=0)
 
@@ -36,7 +36,8 @@ def test_save_pretrained_round_trip_with_model_card(tmp_path, imported_t2w, medn
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((folder / "config.json").read_text())
     assert config["format"] == "mednet-pvs-bundle/1" and config["members"] == ["member_0", "member_1"]
-    assert config["preprocessing"]["orientation"] == "SAR" and config["inference"]["window"]["patch_size"] == [128, 128, 128]
+    assert config["kind"] == "nnunet" and config["nnunet"]["version"] == 1  # exact mode travels with the bundle
+    assert config["nnunet"]["spacing"] == [0.8, 0.8, 0.8] and config["inference"]["window"]["patch_size"] == [128, 128, 128]
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: mednet-pvs\n")
     assert "| voxel Dice | white matter | 0.88 | 5-fold cross-validation | HCP-Aging T2w |" in card

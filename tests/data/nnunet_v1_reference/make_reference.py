@@ -78,9 +78,9 @@ def derive_plans(work: Path) -> dict[str, Path]:
     stage = max(base["plans_per_stage"])
     out = {}
     variants = {
-        "nnUNetPlansv2.1": dict(mask=True, transpose=None, spacing=None),
-        "nnUNetPlansv2.1_nomask": dict(mask=False, transpose=None, spacing=None),
-        "nnUNetPlansv2.1_aniso": dict(mask=True, transpose=[1, 0, 2], spacing=np.array([3.0, 0.9, 0.9])),
+        "nnUNetPlansv2.1": {"mask": True, "transpose": None},
+        "nnUNetPlansv2.1_nomask": {"mask": False, "transpose": None},
+        "nnUNetPlansv2.1_aniso": {"mask": True, "transpose": [1, 0, 2], "spacing": np.array([3.0, 0.9, 0.9])},
     }
     for ident, v in variants.items():
         plans = pickle.loads(pickle.dumps(base))
@@ -110,7 +110,6 @@ def derive_plans(work: Path) -> dict[str, Path]:
 
 def make_folds(plans_file: Path, ident: str, folds: tuple[int, ...], work: Path) -> Path:
     import torch
-
     from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
     out = work / "results" / "nnUNet" / "3d_fullres" / TASK / f"nnUNetTrainerV2__{ident}"
