@@ -10,7 +10,7 @@ from mednet_pvs.cli.options import OUT, choices, plain, renamed
 
 #: mednet_pvs.synth.phantom_config's ANATOMIES and CONTRASTS (not imported here: --help stays fast; a test checks).
 Anatomy = choices("Anatomy", ("mni", "procedural"))
-Contrast = choices("Contrast", ("T2w", "T1w", "random"))
+Contrast = choices("Contrast", ("T2w", "T1w", "FLAIR", "PD", "random"))
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
     def synth(
         outdir: Path = typer.Option(..., *OUT, help="Folder to write the cohort into (created if needed)."),
         n: int = typer.Option(10, "--n", "-n", min=1, help="Number of phantoms."),
-        contrast: Contrast = typer.Option("T2w", "--contrast", case_sensitive=False, help="T2w (PVS bright), T1w (PVS dark) or random."),
+        contrast: Contrast = typer.Option("T2w", "--contrast", case_sensitive=False, help="T2w or PD (PVS bright), T1w or FLAIR (PVS dark), or random."),
         spacing: float = typer.Option(1.0, "--spacing", help="Isotropic voxel size in mm (0.8 HCP-like T2w, 1.0 T1w)."),
         burden: int = typer.Option(2, "--burden", min=0, max=4, help="PVS burden 0 (none) to 4 (severe), Potter-style."),
         seed: int = typer.Option(0, "--seed", min=0, help="Cohort seed (subject i uses seed*100003+i)."),

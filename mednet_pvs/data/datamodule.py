@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import lightning as L
+import numpy as np
 import torch
 import torchio as tio
 from torch.utils.data import Dataset
@@ -69,7 +70,7 @@ TEST_SEED_OFFSET = 2**31 + 2**20
 def _is_synthetic(source: Any) -> bool:
     if isinstance(source, str) and source == "synthetic":
         return True
-    return type(source).__name__ == "PhantomConfig" or (isinstance(source, dict) and source.get("source") == "synthetic")
+    return type(source).__name__ in ("PhantomConfig", "DomainConfig") or (isinstance(source, dict) and source.get("source") == "synthetic")
 
 
 class PhantomDataset(Dataset):
@@ -87,10 +88,17 @@ class PhantomDataset(Dataset):
 
     def __getitem__(self, index: int) -> tio.Subject:
         from mednet_pvs.synth import make_phantom
+        from mednet_pvs.synth.domain import DomainConfig, brain_pvs_labels, make_domain_phantom
 
         seed = self.base_seed + int(index)
-        ph = make_phantom(self.config, seed=seed)
-        subject = subject_from_arrays(ph.image, ph.affine, ph.label, ph.brainmask, subject=f"phantom-{seed}", site="synthetic")
+        if isinstance(self.config, DomainConfig):  # any-contrast training: target 0 outside, 1 brain, 2 PVS
+            ph = make_domain_phantom(self.config, seed=seed)
+            given = np.random.default_rng(seed).random() < self.config.p_brainmask
+            subject = subject_from_arrays(ph.image, ph.affine, brain_pvs_labels(ph), ph.brainmask if given else None,
+                                          subject=f"phantom-{seed}", site="synthetic")
+        else:
+            ph = make_phantom(self.config, seed=seed)
+            subject = subject_from_arrays(ph.image, ph.affine, ph.label, ph.brainmask, subject=f"phantom-{seed}", site="synthetic")
         return self.transform(subject) if self.transform is not None else subject
 
 
@@ -280,12 +288,17 @@ class PVSDataModule(L.LightningDataModule):
 
     def _phantom_config(self) -> Any:
         from mednet_pvs.synth import PhantomConfig
+        from mednet_pvs.synth.domain import DomainConfig
 
         src = self.source
-        if isinstance(src, PhantomConfig):
+        if isinstance(src, (PhantomConfig, DomainConfig)):
             return src
+        if isinstance(src, dict) and src.get("generator", "phantom") == "domain":
+            return DomainConfig.from_dict({k: v for k, v in src.items() if k not in ("source", "generator")})
         if isinstance(src, dict):
-            d = {k: v for k, v in src.items() if k != "source"}
+            if src.get("generator", "phantom") != "phantom":
+                raise ConfigError(f"data.source.generator must be 'phantom' or 'domain', not {src.get('generator')!r}")
+            d = {k: v for k, v in src.items() if k not in ("source", "generator")}
             return PhantomConfig.from_dict(d) if hasattr(PhantomConfig, "from_dict") else PhantomConfig(**d)
         return PhantomConfig()
 

@@ -65,7 +65,8 @@ class ForegroundSampler(RandomSampler):
 
     Args:
         patch_size: patch shape (X, Y, Z) voxels, or one int for a cube.
-        foreground_fraction: probability that a patch is placed around a PVS voxel.
+        foreground_fraction: probability that a patch is placed around a PVS voxel (a voxel of
+            the highest class present: 1 in a PVS label, 2 in the any-contrast model's target).
         label_name: key of the label map in the subject.
 
     The volume must be at least ``patch_size`` (pad first: :class:`~mednet_pvs.data.preprocessing.PadToShape`).
@@ -80,7 +81,10 @@ class ForegroundSampler(RandomSampler):
     def _generate_patches(self, subject: tio.Subject, num_patches: int | None = None) -> Iterator[tio.Subject]:
         patch = torch.as_tensor(self.patch_size.astype(np.int64))
         last = torch.as_tensor(subject.spatial_shape) - patch  # largest start index per axis
-        fg = torch.nonzero(subject[self.label_name].data[0] > 0) if self.label_name in subject else torch.empty(0, 3)
+        # centred on the highest class present: PVS (1) of a PVS label, PVS (2) of a brain + PVS target
+        lab = subject[self.label_name].data[0] if self.label_name in subject else None
+        top = int(lab.max()) if lab is not None and lab.numel() else 0
+        fg = torch.nonzero(lab >= top) if top > 0 else torch.empty(0, 3)
         n = 0
         while num_patches is None or n < num_patches:
             if len(fg) and float(torch.rand(1)) < self.foreground_fraction:

@@ -433,7 +433,7 @@ def predict_batch(
             preview=preview, title=f"{case.case_id}: {burden.count} PVS", provenance={**run, "inputs": input_provenance(case)},
             sources=[Path(p).absolute().as_uri() for p in case.images],
             label_map=getattr(pred, "label_map", None), classes=getattr(pred, "classes", None),
-            class_burdens=_class_burdens(pred, region_map))
+            class_burdens=_class_burdens(pred, region_map), brainmask=getattr(pred, "brainmask", None))
         return burden
 
     def finish(case: CaseInput, result: Future) -> None:

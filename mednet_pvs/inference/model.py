@@ -35,7 +35,8 @@ from mednet_pvs.data.preprocessing import (
 )
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.inference.devices import resolve_device
-from mednet_pvs.inference.bundle import WEIGHTS, BundleConfig, load_bundle, member_names, read_weights, register_kind, write_bundle
+from mednet_pvs.inference.bundle import (DEFAULT_LABELS, WEIGHTS, BundleConfig, load_bundle, member_names, read_weights,
+                                         register_kind, write_bundle)
 from mednet_pvs.inference.prediction import Prediction, load_grid_mask
 from mednet_pvs.inference.settings import InferenceConfig
 from mednet_pvs.inference.sliding_window import batch_size_for_memory, sliding_window_predict, tile_memory
@@ -79,6 +80,10 @@ class PVSModel:
         name: a short name (used in logs and model cards).
         meta: anything else worth keeping with the weights (contrast, training data, figures).
         device: where to run (default: CUDA when available, else CPU).
+        labels: output channel -> name. With a ``"brain"`` class (and ``"PVS"``: background 0,
+            brain 1, PVS 2) the model finds the brain itself: without a given brain mask,
+            ``predict`` runs a first pass over the whole field of view for it, then crops and
+            normalises the second pass with it, and returns it as ``Prediction.brainmask``.
     """
 
     def __init__(
@@ -91,8 +96,11 @@ class PVSModel:
         name: str = "model",
         meta: dict[str, Any] | None = None,
         device: str | torch.device | None = None,
+        labels: Mapping[str | int, str] | None = None,
     ) -> None:
         self.networks = _as_list(networks)
+        #: output channel -> name (``{0: "background", 1: "PVS"}``; the any-contrast model adds "brain")
+        self.labels: dict[int, str] = {int(k): str(v) for k, v in (labels or DEFAULT_LABELS).items()}
         if not self.networks:
             raise ConfigError("a model needs at least one network")
         self.network = None if network is None else NetworkSpec.from_dict(network)
@@ -213,34 +221,24 @@ class PVSModel:
         window = self._window(tta, step)
         if self.device.type == "cuda" and self.auto_batch_size:
             window = window.replace(batch_size=self._cuda_batch_size(window.patch_size))
-        if on_device:  # one transfer in: every step below runs where the networks are
-            pre = preprocess_on_device(scan.data, scan.affine, self.preprocessing, brainmask=bm, device=self.device)
-            net_input, roi = pre.image, pre.roi
-        else:
-            subject = build_preprocessing(self.preprocessing)(subject_from_arrays(scan.data, scan.affine, brainmask=bm))
-            net_input = subject[IMAGE].data
-            roi = subject[BRAINMASK].data[0] > 0 if BRAINMASK in subject else foreground_mask(subject, self.preprocessing)
-        t_pre = time.perf_counter()
-        probs = sliding_window_predict(self._runners or self._compiled or self.networks, net_input, window, mask=roi, device=self.device,
-                                       autocast=self.autocast, progress=progress)
-        t_net = time.perf_counter()
+        seconds: dict[str, float] = {}
+        brain_source = None if bm is None else "given"
+        if bm is None and self.predicts_brain:
+            # pass 1: the brain mask, from the whole field of view (normalised over the foreground,
+            # no mirroring); it then crops and normalises pass 2 as a given mask would
+            maps, sec = self._pass(scan, None, window.replace(mirror_axes=()), on_device, None, brain=True)
+            bm = largest_component(maps["brain"] > 0.5)
+            brain_source = "predicted"
+            seconds.update({f"brain_{k}": v for k, v in sec.items()})
+        maps, sec = self._pass(scan, bm, window, on_device, progress, brain=self.predicts_brain)
+        seconds.update(sec)
         warmup = not self._warm
         self._warm = True
-
-        # PVS = every non-background class; with two classes a view (no extra full-volume buffer
-        # on the stitching device: it holds exactly one per class).
-        fg = probs[1] if probs.shape[0] == 2 else probs[1:].sum(0)
-        del probs
+        fg_in = maps["pvs"]
         cut = self.inference.threshold if threshold is None else threshold
-        if on_device:  # back to the input grid and thresholded on the device; one transfer out
-            fg_dev = pre.to_input_grid(fg.to(self.device)).clamp_(0.0, 1.0)
-            mask_dev = fg_dev > cut
-            fg_in, mask = fg_dev.cpu().numpy(), mask_dev.cpu().numpy()
-            del fg_dev, mask_dev
-        else:
-            fg_in = to_input_grid(fg.cpu(), subject, interpolation="linear").numpy().astype(np.float32)
-            np.clip(fg_in, 0.0, 1.0, out=fg_in)
-            mask = fg_in > cut
+        mask = fg_in > cut
+        if bm is not None and self.predicts_brain:  # PVS lie in the brain
+            mask &= bm
         if self.inference.min_cluster_mm3 > 0:
             from mednet_pvs.analysis import remove_small_clusters
 
@@ -255,13 +253,63 @@ class PVSModel:
             "pipeline": "device" if on_device else "torchio",
             "compiled": self._compiled is not None,
             "backend": self.backend,
-            "seconds": {"preprocess": t_pre - t0, "network": t_net - t_pre, "total": time.perf_counter() - t0},
+            "seconds": {**seconds, "total": time.perf_counter() - t0},
         }
+        if brain_source is not None and self.predicts_brain:
+            info["brainmask"] = brain_source
         if warmup:  # the first call after compile(): its network time includes the compilation
-            info["seconds"]["compile_warmup"] = t_net - t_pre
+            info["seconds"]["compile_warmup"] = seconds["network"]
         if self.backend_build is not None:  # threads, conversion seconds, cache hits (use_backend)
             info["backend_build"] = dict(self.backend_build)
-        return Prediction(probabilities=fg_in, mask=mask.astype(np.uint8), scan=scan, info=info)
+        brain_out = None
+        if self.predicts_brain and bm is not None:
+            brain_out = bm.astype(np.uint8) if brain_source == "predicted" else largest_component(maps["brain"] > 0.5).astype(np.uint8)
+        return Prediction(probabilities=fg_in, mask=mask.astype(np.uint8), scan=scan, info=info, brainmask=brain_out)
+
+    def _pass(self, scan: Any, bm: np.ndarray | None, window: Any, on_device: bool, progress: Callable[[int, int], None] | None,
+              *, brain: bool) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """One preprocessing -> sliding window -> input grid pass. Returns the maps on the input
+        grid (``"pvs"``: the PVS probability; with ``brain``, ``"brain"``: 1 - background) and
+        the seconds of its parts."""
+        t0 = time.perf_counter()
+        if on_device:  # one transfer in: every step below runs where the networks are
+            pre = preprocess_on_device(scan.data, scan.affine, self.preprocessing, brainmask=bm, device=self.device)
+            net_input, roi = pre.image, pre.roi
+        else:
+            subject = build_preprocessing(self.preprocessing)(subject_from_arrays(scan.data, scan.affine, brainmask=bm))
+            net_input = subject[IMAGE].data
+            roi = subject[BRAINMASK].data[0] > 0 if BRAINMASK in subject else foreground_mask(subject, self.preprocessing)
+        if brain and bm is None:  # the brain mask is what this pass looks for: every tile of the field of view
+            roi = None
+        t_pre = time.perf_counter()
+        probs = sliding_window_predict(self._runners or self._compiled or self.networks, net_input, window, mask=roi, device=self.device,
+                                       autocast=self.autocast, progress=progress)
+        t_net = time.perf_counter()
+        # PVS = the class named PVS, else every non-background class; with two classes a view (no
+        # extra full-volume buffer on the stitching device: it holds exactly one per class)
+        wanted = {"pvs": probs[self._pvs_class] if self._pvs_class is not None else (probs[1] if probs.shape[0] == 2 else probs[1:].sum(0))}
+        if brain:
+            wanted["brain"] = 1.0 - probs[0]
+        del probs
+        out: dict[str, np.ndarray] = {}
+        for key, fg in wanted.items():
+            if on_device:  # back to the input grid on the device; one transfer out
+                out[key] = pre.to_input_grid(fg.to(self.device)).clamp_(0.0, 1.0).cpu().numpy()
+            else:
+                a = to_input_grid(fg.cpu(), subject, interpolation="linear").numpy().astype(np.float32)
+                out[key] = np.clip(a, 0.0, 1.0, out=a)
+        return out, {"preprocess": t_pre - t0, "network": t_net - t_pre, "postprocess": time.perf_counter() - t_net}
+
+    @property
+    def predicts_brain(self) -> bool:
+        """Whether the networks output a brain class (then ``predict`` finds the brain mask itself)."""
+        return "brain" in (v.lower() for v in self.labels.values())
+
+    @property
+    def _pvs_class(self) -> int | None:
+        """The output channel of PVS when the labels name it among several classes, else ``None``."""
+        hits = [k for k, v in self.labels.items() if v.lower() == "pvs"]
+        return hits[0] if len(self.labels) > 2 and len(hits) == 1 else None
 
     def _cuda_batch_size(self, patch: tuple[int, int, int]) -> int:
         """Tiles per pass on this GPU: one tile's measured peak memory against the free memory
@@ -349,7 +397,8 @@ class PVSModel:
         if self.network is None:
             raise InputError(None, "this model's networks are not from the registry (network spec is None): it cannot be saved as a bundle")
         return BundleConfig(name=self.name, kind="network", network=self.network, preprocessing=self.preprocessing,
-                            inference=self.inference, members=member_names(len(self.networks)), meta=self.meta)
+                            inference=self.inference, members=member_names(len(self.networks)), meta=self.meta,
+                            labels={str(k): v for k, v in self.labels.items()})
 
     def save_pretrained(self, folder: PathType, *, card: str | None = None, load_as: str | None = None,
                         dtype: torch.dtype | None = None) -> Path:
@@ -391,7 +440,20 @@ def _load_network_bundle(folder: Path, config: BundleConfig, device: str | torch
     """An ensemble of registry networks with their weights, preprocessing and inference settings."""
     config.require("network", "preprocessing", "inference", "members")
     return PVSModel(load_members(folder, config), config.network, config.preprocessing, config.inference,
-                    name=config.name, meta=config.meta, device=device)
+                    name=config.name, meta=config.meta, device=device, labels=config.labels)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of ``mask`` (bool), holes filled: a brain mask from a
+    thresholded brain probability (stray islands in the head dropped)."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return mask.astype(bool)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return ndimage.binary_fill_holes(lab == int(sizes.argmax()))
 
 
 def load_members(folder: Path, config: BundleConfig) -> list[nn.Module]:

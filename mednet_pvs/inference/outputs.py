@@ -16,6 +16,9 @@ key             file                        what
 ``labels``      ``<case>_clusters.nii.gz``  int32 cluster ids of the burden
 ``classes``     ``<case>_classes.nii.gz``   uint8 label of every class, for models with several
                                             (e.g. PVS and WMH); ``stats`` then has ``"classes"``
+``brainmask``   ``<case>_brainmask.nii.gz`` uint8 brain mask, for models that find the brain
+                                            (``mednet-pvs-synth-any``); ``stats`` then has
+                                            ``"brain_volume_mm3"``
 ``preview``     ``<case>_preview.png``      orthogonal slices with the mask overlaid
 ``stats``       ``<case>_stats.json``       the burden's numbers (:meth:`~mednet_pvs.analysis.Burden.to_dict`)
 ``clusters``    ``<case>_clusters.csv``     one row per cluster; written last: its presence means done
@@ -37,6 +40,7 @@ key                         file (after ``<prefix>_``)          what
 ``probabilities_sidecar``   ``desc-pvs_probseg.json``           its sidecar: Sources, provenance
 ``labels``                  ``desc-pvsclusters_dseg.nii.gz``    as above
 ``classes``                 ``desc-classes_dseg.nii.gz``        as above
+``brainmask``               ``desc-brain_mask.nii.gz``          as above
 ``preview``                 ``desc-pvs_preview.png``            as above (listed in ``.bidsignore``)
 ``stats``                   ``desc-pvs_mask.json``              the mask's sidecar: ``Type``,
                                                                 ``Sources``, the burden's numbers,
@@ -80,6 +84,7 @@ OUTPUT_FILES = {
     "probabilities": "prob.nii.gz",
     "labels": "clusters.nii.gz",
     "classes": "classes.nii.gz",
+    "brainmask": "brainmask.nii.gz",
     "preview": "preview.png",
     "stats": "stats.json",
     "clusters": "clusters.csv",
@@ -91,6 +96,7 @@ BIDS_OUTPUT_FILES = {
     "probabilities_sidecar": "desc-pvs_probseg.json",
     "labels": "desc-pvsclusters_dseg.nii.gz",
     "classes": "desc-classes_dseg.nii.gz",
+    "brainmask": "desc-brain_mask.nii.gz",
     "preview": "desc-pvs_preview.png",
     "stats": "desc-pvs_mask.json",
     "clusters": "desc-pvs_clusters.tsv",
@@ -198,6 +204,7 @@ class CaseOutputs:
         label_map: np.ndarray | None = None,
         classes: Mapping[int, str] | None = None,
         class_burdens: Mapping[str, Any] | None = None,
+        brainmask: np.ndarray | None = None,
     ) -> dict[str, Path]:
         """Write this case's outputs on ``scan``'s grid, atomically, in :attr:`names` order.
 
@@ -222,6 +229,8 @@ class CaseOutputs:
             classes: label value -> name of ``label_map``.
             class_burdens: class name -> :class:`~mednet_pvs.analysis.Burden` of that class's mask:
                 its cluster count and per-region numbers join the class's entry in the stats.
+            brainmask: (X, Y, Z) brain mask the model found: written as ``brainmask``, its volume
+                in the stats as ``"brain_volume_mm3"``.
 
         Returns:
             ``{key: path}`` of the files written.
@@ -251,6 +260,10 @@ class CaseOutputs:
             for name, b in (class_burdens or {}).items():
                 if name in class_stats:
                     class_stats[name].update(clusters=b.count, per_region=b.to_dict()["per_region"])
+        brain_mm3 = None
+        if brainmask is not None:
+            written["brainmask"] = save_like(np.asarray(brainmask), scan, self.path("brainmask"), dtype=np.uint8)
+            brain_mm3 = float(np.count_nonzero(brainmask)) * float(abs(np.linalg.det(scan.affine[:3, :3])))
         if preview:
             from mednet_pvs.viz import show
 
@@ -260,6 +273,8 @@ class CaseOutputs:
             stats = burden.to_dict() if provenance is None else {**burden.to_dict(), "provenance": provenance}
             if class_stats is not None:
                 stats["classes"] = class_stats
+            if brain_mm3 is not None:
+                stats["brain_volume_mm3"] = brain_mm3
             if self.layout == "bids":  # the stats are the mask's sidecar
                 stats = {"Type": "ROI", "Description": "enlarged perivascular spaces (PVS)", **_references(sources), **stats}
             written["stats"] = write_strict_json(stats, self.path("stats"))

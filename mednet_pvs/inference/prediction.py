@@ -35,6 +35,8 @@ class Prediction:
             and white-matter hyperintensities); ``None`` for PVS-only models (``mask`` says it all).
         classes: label value -> name of ``label_map`` (background included).
         class_probabilities: (K, X, Y, Z) float32 probability of each class, when computed.
+        brainmask: (X, Y, Z) uint8 brain mask the model found (models with a brain class, e.g.
+            ``mednet-pvs-synth-any``); ``None`` for the others.
     """
 
     probabilities: np.ndarray
@@ -44,13 +46,14 @@ class Prediction:
     label_map: np.ndarray | None = None
     classes: dict[int, str] | None = None
     class_probabilities: np.ndarray | None = None
+    brainmask: np.ndarray | None = None
 
     def save(self, outdir: PathType, name: str, *, probabilities: bool = False) -> dict[str, Path]:
         """Write ``{name}_mask.nii.gz`` (uint8), optionally ``{name}_prob.nii.gz`` (float32), and
-        ``{name}_classes.nii.gz`` for models with several classes, into ``outdir``, atomically (the names of :class:`~mednet_pvs.inference.outputs.CaseOutputs`)."""
+        ``{name}_classes.nii.gz`` for models with several classes and ``{name}_brainmask.nii.gz`` for models that find the brain, into ``outdir``, atomically (the names of :class:`~mednet_pvs.inference.outputs.CaseOutputs`)."""
         return CaseOutputs(Path(outdir), name).write(
             self.scan, self.mask, probabilities=self.probabilities if probabilities else None,
-            label_map=self.label_map, classes=self.classes,
+            label_map=self.label_map, classes=self.classes, brainmask=self.brainmask,
         )
 
     def burden(self, **kwargs: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Tissue intensities (T2w, T1w or random) and the noise-free image they make.
+"""Tissue intensities (T2w, T1w, FLAIR, PD or random) and the noise-free image they make.
 
 The image is a partial-volume mix: ``csf * mu_csf + gm * mu_gm(region) + wm * mu_wm(region)``,
 deep grey nuclei having their own means; confounders and PVS then replace the fraction of each
@@ -8,6 +8,9 @@ T1w); outside the brain the image is 0 (skull-stripped), before noise.
 ``"random"`` draws every tissue mean uniformly in [0.05, 1] (SynthSeg-style domain
 randomisation) with PVS and lacune cores following CSF +- 0.05 and at least 0.15 between CSF and
 white matter, so PVS stay visible.
+
+Head tissues (:data:`HEAD_TISSUES`: CSF rim, skull, diploe, muscle, fat, skin, eyes, face/neck
+soft tissue) have means too, used by whole-head phantoms (:mod:`mednet_pvs.synth.head`).
 """
 from __future__ import annotations
 
@@ -24,20 +27,46 @@ T2W = {"csf": 1.0, "wm": 0.42, "cortex": 0.62, "caudate": 0.58, "putamen": 0.52,
 T1W = {"csf": 0.18, "wm": 0.82, "cortex": 0.52, "caudate": 0.56, "putamen": 0.60, "pallidum": 0.70,
        "thalamus": 0.66, "hippocampus": 0.52, "amygdala": 0.52, "brainstem": 0.72, "cerebellum_cortex": 0.50,
        "cerebellum_wm": 0.80, "pvs": 0.20, "wmh": 0.62, "lacune": 0.18, "lacune_rim": 0.60, "vessel": 0.15}
+FLAIR = {"csf": 0.08, "wm": 0.52, "cortex": 0.68, "caudate": 0.64, "putamen": 0.60, "pallidum": 0.52,
+         "thalamus": 0.58, "hippocampus": 0.72, "amygdala": 0.70, "brainstem": 0.56, "cerebellum_cortex": 0.64,
+         "cerebellum_wm": 0.50, "pvs": 0.14, "wmh": 0.95, "lacune": 0.10, "lacune_rim": 0.90, "vessel": 0.10}
+PD = {"csf": 0.90, "wm": 0.62, "cortex": 0.80, "caudate": 0.76, "putamen": 0.72, "pallidum": 0.64,
+      "thalamus": 0.70, "hippocampus": 0.80, "amygdala": 0.79, "brainstem": 0.64, "cerebellum_cortex": 0.79,
+      "cerebellum_wm": 0.62, "pvs": 0.88, "wmh": 0.86, "lacune": 0.90, "lacune_rim": 0.84, "vessel": 0.08}
+PRESETS = {"T2w": T2W, "T1w": T1W, "FLAIR": FLAIR, "PD": PD}
+HEAD_TISSUES = ("csf_rim", "skull", "marrow", "muscle", "fat", "skin", "eye", "soft_tissue")
+#: head tissue means per contrast (csf_rim follows the contrast's CSF)
+HEAD = {"T2w": {"skull": 0.05, "marrow": 0.55, "muscle": 0.28, "fat": 0.78, "skin": 0.45, "eye": 1.0, "soft_tissue": 0.35},
+        "T1w": {"skull": 0.05, "marrow": 0.75, "muscle": 0.38, "fat": 0.95, "skin": 0.55, "eye": 0.15, "soft_tissue": 0.45},
+        "FLAIR": {"skull": 0.05, "marrow": 0.60, "muscle": 0.30, "fat": 0.80, "skin": 0.48, "eye": 0.10, "soft_tissue": 0.38},
+        "PD": {"skull": 0.06, "marrow": 0.78, "muscle": 0.50, "fat": 0.92, "skin": 0.62, "eye": 0.95, "soft_tissue": 0.55}}
 _DEEP = ("thalamus", "caudate", "putamen", "pallidum", "hippocampus", "amygdala", "brainstem")
 
 
-def tissue_means(contrast: str, rng: np.random.Generator) -> dict[str, float]:
-    """Mean intensity of every tissue for ``contrast`` ("T2w", "T1w" or "random")."""
-    if contrast == "T2w":
-        return dict(T2W)
-    if contrast == "T1w":
-        return dict(T1W)
+def tissue_means(contrast: str, rng: np.random.Generator, *, head: bool = False, min_pvs_contrast: float = 0.15,
+                 jitter: float = 0.0) -> dict[str, float]:
+    """Mean intensity of every tissue for ``contrast`` ("T2w", "T1w", "FLAIR", "PD" or "random").
+
+    ``head``: add the head tissues. ``min_pvs_contrast``: for "random", the least |CSF - WM|
+    (PVS follow CSF). ``jitter``: for a preset, add uniform noise of this amplitude to every mean.
+    """
+    if contrast in PRESETS:
+        means = dict(PRESETS[contrast])
+        if head:
+            means.update(HEAD[contrast], csf_rim=means["csf"])
+        if jitter > 0:
+            means = {k: float(np.clip(v + rng.uniform(-jitter, jitter), 0.0, 1.2)) for k, v in means.items()}
+        return means
     means = {t: float(rng.uniform(0.05, 1.0)) for t in TISSUES}
-    while abs(means["csf"] - means["wm"]) < 0.15:
+    while abs(means["csf"] - means["wm"]) < min_pvs_contrast:
         means["wm"] = float(rng.uniform(0.05, 1.0))
     for t in ("pvs", "lacune"):
         means[t] = float(np.clip(means["csf"] + rng.normal(0, 0.05), 0.0, 1.2))
+    if head:
+        means.update({t: float(rng.uniform(0.0, 1.0)) for t in HEAD_TISSUES})
+        means["csf_rim"] = float(np.clip(means["csf"] + rng.normal(0, 0.05), 0.0, 1.2))
+        if rng.random() < 0.8:  # bone is dark on almost every MR contrast
+            means["skull"] = float(rng.uniform(0.0, 0.15))
     return means
 
 

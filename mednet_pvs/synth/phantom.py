@@ -104,11 +104,9 @@ def make_phantom(config: PhantomConfig | None = None, *, seed: int = 0, **overri
         ph = make_phantom(anatomy="procedural", contrast="T1w", burden=3, seed=7)
     """
     from mednet_pvs.synth.acquisition import acquire
-    from mednet_pvs.synth.anatomy import ASEG_NAMES, get_anatomy
-    from mednet_pvs.synth.confounders import CONFOUNDER_CODES, add_confounders
-    from mednet_pvs.synth.contrast import base_image, paint, tissue_means
+    from mednet_pvs.synth.anatomy import get_anatomy
+    from mednet_pvs.synth.contrast import tissue_means
     from mednet_pvs.synth._util import rng_for
-    from mednet_pvs.synth.pvs import place_pvs
 
     if config is not None and not isinstance(config, PhantomConfig):
         raise ConfigError(f"config must be a PhantomConfig, got {type(config).__name__}")
@@ -119,21 +117,51 @@ def make_phantom(config: PhantomConfig | None = None, *, seed: int = 0, **overri
     seed = int(seed)
     anat = get_anatomy(cfg.anatomy, cfg.shape, cfg.spacing)
     h = anat.spacing
+    means = tissue_means(cfg.contrast, rng_for(seed, "contrast"))
+    img, label, pvs, conf = render_brain(anat, cfg, seed, means)
+    img, acq = acquire(img, anat.brainmask, h, cfg, seed)
+    meta = phantom_meta(anat, cfg, seed, label, pvs, conf, means)
+    meta["acquisition"] = acq
+    return Phantom(
+        image=img,
+        label=label.astype(np.uint8),
+        brainmask=anat.brainmask.astype(np.uint8),
+        regions=anat.regions.copy(),
+        affine=np.array(anat.affine, float),
+        meta=meta,
+        pvs_fraction=pvs.frac,
+        instances=pvs.instances,
+        confounders=conf.codes,
+    )
+
+
+def render_brain(anat: Any, cfg: PhantomConfig, seed: int, means: dict[str, float]) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    """The noise-free brain of a phantom: confounders and PVS placed in ``anat`` and painted with
+    the tissue ``means``. Returns (image float32, PVS label bool, the PVS result, the confounders)."""
+    from mednet_pvs.synth.confounders import add_confounders
+    from mednet_pvs.synth.contrast import base_image, paint
+    from mednet_pvs.synth.pvs import place_pvs
 
     reserved = np.zeros(anat.shape, bool)
     conf = add_confounders(anat, cfg, seed, reserved)
     pvs = place_pvs(anat, cfg, seed, reserved)
-
-    means = tissue_means(cfg.contrast, rng_for(seed, "contrast"))
     img = base_image(anat, means)
     for p in conf.paints:
         paint(img, p.box, p.frac, means[p.tissue])
     img += pvs.frac * (np.float32(means["pvs"]) - img)
     for p in conf.late_paints:
         paint(img, p.box, p.frac, means[p.tissue])
-    img, acq = acquire(img, anat.brainmask, h, cfg, seed)
-
     label = (pvs.occ >= 0.5) & anat.brainmask
+    return img, label, pvs, conf
+
+
+def phantom_meta(anat: Any, cfg: PhantomConfig, seed: int, label: np.ndarray, pvs: Any, conf: Any,
+                 means: dict[str, float]) -> dict[str, Any]:
+    """The JSON-able description of a phantom (everything but the acquisition)."""
+    from mednet_pvs.synth.anatomy import ASEG_NAMES
+    from mednet_pvs.synth.confounders import CONFOUNDER_CODES
+
+    h = anat.spacing
     n_lab = int(label.sum())
     records = pvs.records
     per_region: dict[str, int] = {}
@@ -158,16 +186,5 @@ def make_phantom(config: PhantomConfig | None = None, *, seed: int = 0, **overri
         "confounders": conf.meta,
         "confounder_codes": {str(v): k for k, v in CONFOUNDER_CODES.items()},
         "tissue_means": {k: round(v, 4) for k, v in means.items()},
-        "acquisition": acq,
     }
-    return Phantom(
-        image=img,
-        label=label.astype(np.uint8),
-        brainmask=anat.brainmask.astype(np.uint8),
-        regions=anat.regions.copy(),
-        affine=np.array(anat.affine, float),
-        meta=meta,
-        pvs_fraction=pvs.frac,
-        instances=pvs.instances,
-        confounders=conf.codes,
-    )
+    return meta

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from mednet_pvs.errors import ConfigError
 
 ANATOMIES = ("mni", "procedural")
-CONTRASTS = ("T2w", "T1w", "random")
+CONTRASTS = ("T2w", "T1w", "FLAIR", "PD", "random")
 #: Where PVS are placed; the names are the keys of a per-region ``burden`` mapping.
 PVS_REGIONS = ("centrum_semiovale", "basal_ganglia", "midbrain", "hippocampus")
 

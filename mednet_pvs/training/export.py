@@ -98,7 +98,8 @@ def export_bundle(
     full_meta = {"metrics": figures, "training": training, **(meta or {})}
     if meta and "training" in meta:
         full_meta["training"] = {**training, **meta["training"]}
-    model = PVSModel(net, extra["network"], preprocessing, inf, name=name or folder.name, meta=full_meta, device="cpu")
+    model = PVSModel(net, extra["network"], preprocessing, inf, name=name or folder.name, meta=full_meta, device="cpu",
+                     labels=extra.get("labels"))
     return model.save_pretrained(folder, dtype=dtype)
 
 

@@ -37,7 +37,7 @@ from mednet_pvs.training.losses import DeepSupervisionLoss, DiceCELoss, TargetDo
 from mednet_pvs.training.optim import OptimConfig, PresetName, build_optimizer, build_scheduler, optim_preset
 
 #: Per-case metrics (keys of :func:`mednet_pvs.analysis.case_metrics`) averaged and logged.
-METRICS = ("dice", "precision", "recall", "det_f1", "cluster_dice")
+METRICS = ("dice", "precision", "recall", "det_f1", "cluster_dice", "brain_dice")
 #: Key under which checkpoints carry what an export needs besides the weights.
 CKPT_KEY = "mednet_pvs"
 
@@ -72,6 +72,10 @@ class PVSSegmenter(L.LightningModule):
             state-dict file (``.safetensors``/``.pt``); MedNeXt weights of another kernel size
             are resized with UpKern (:func:`mednet_pvs.nets.upkern`).
         freeze_encoder_epochs: keep the encoder's weights fixed for the first N epochs.
+        labels: output channel -> name, saved into the exported bundle (default ``{0: background,
+            1: PVS}``). ``{0: background, 1: brain, 2: PVS}`` trains the any-contrast model: targets
+            0 outside the brain, 1 brain, 2 PVS; validation scores PVS on channel 2 and adds
+            ``val/brain_dice`` (brain = not background).
     """
 
     def __init__(
@@ -92,9 +96,16 @@ class PVSSegmenter(L.LightningModule):
         image_every_n_epochs: int = 5,
         init_from: str | None = None,
         freeze_encoder_epochs: int = 0,
+        labels: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        from mednet_pvs.inference.bundle import DEFAULT_LABELS
+
+        self.labels = {str(k): str(v) for k, v in (labels or DEFAULT_LABELS).items()}
+        names = [v.lower() for _, v in sorted(self.labels.items(), key=lambda kv: int(kv[0]))]
+        self._pvs_channel = names.index("pvs") if len(names) > 2 and "pvs" in names else None
+        self._with_brain = "brain" in names
         self.net: nn.Module = create_network(network, **(network_kwargs or {}))
         self.network_spec: dict[str, Any] = network_config(self.net).to_dict()
         self.optim: OptimConfig = optim_preset(
@@ -192,10 +203,14 @@ class PVSSegmenter(L.LightningModule):
 
     @torch.no_grad()
     def predict_volume(self, image: torch.Tensor, brainmask: torch.Tensor | None = None) -> torch.Tensor:
-        """Foreground probability (X, Y, Z) of one preprocessed volume ``image`` (C, X, Y, Z)."""
-        mask = None if brainmask is None else brainmask > 0
+        """PVS probability (X, Y, Z) of one preprocessed volume ``image`` (C, X, Y, Z): the PVS
+        channel when the labels name one among several, else every foreground class. With a brain
+        class, the brain probability (1 - background) is kept in ``self._brain_prob``."""
+        mask = None if brainmask is None or self._with_brain else brainmask > 0
         probs = sliding_window_predict(self.net, image, self.window(), mask=mask, device=self.device)
-        return probs[1:].sum(0)
+        if self._with_brain:
+            self._brain_prob = 1.0 - probs[0]
+        return probs[self._pvs_channel] if self._pvs_channel is not None else probs[1:].sum(0)
 
     def _evaluate_batch(self, batch: dict[str, Any]) -> None:
         from mednet_pvs.analysis import case_metrics
@@ -208,9 +223,14 @@ class PVSSegmenter(L.LightningModule):
             from mednet_pvs.analysis import remove_small_clusters
 
             pred = remove_small_clusters(pred, batch["affine"][0].cpu().numpy(), self.inference.min_cluster_mm3)
-        ref = batch["label"][0, 0].cpu().numpy() > 0.5
+        target = batch["label"][0, 0].cpu().numpy()
+        ref = target > (self._pvs_channel - 0.5 if self._pvs_channel is not None else 0.5)
         affine = batch["affine"][0].cpu().numpy()
-        m = case_metrics(pred, ref, affine)
+        m = dict(case_metrics(pred, ref, affine))
+        m["brain_dice"] = math.nan
+        if self._with_brain:
+            brain, truth = self._brain_prob.float().cpu().numpy() > 0.5, target > 0.5
+            m["brain_dice"] = float(2.0 * (brain & truth).sum() / max(int(brain.sum() + truth.sum()), 1))
         subject = batch.get("subject", ["?"])[0]
         self._cases.append({"subject": subject, **{k: float(m[k]) for k in METRICS}})
         h = self.hparams
@@ -237,6 +257,8 @@ class PVSSegmenter(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         means = self._reduce()
+        if not self._with_brain:
+            means.pop("brain_dice")
         for k, v in means.items():
             self.log(f"val/{k}", v, sync_dist=True)  # already the all-rank mean: identical on every rank
         if not self.trainer.sanity_checking:
@@ -268,7 +290,8 @@ class PVSSegmenter(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         for k, v in self._reduce().items():
-            self.log(f"test/{k}", v, sync_dist=True)
+            if k != "brain_dice" or self._with_brain:
+                self.log(f"test/{k}", v, sync_dist=True)
 
     # ---------------------------------------------------------------------------- checkpoints
 
@@ -277,7 +300,7 @@ class PVSSegmenter(L.LightningModule):
         and with a datamodule its preprocessing, the inference settings (their tile resolved) and
         the data description."""
         dm = getattr(self._trainer, "datamodule", None)
-        info: dict[str, Any] = {"network": self.network_spec, "metrics": dict(self.val_metrics)}
+        info: dict[str, Any] = {"network": self.network_spec, "metrics": dict(self.val_metrics), "labels": dict(self.labels)}
         if self._patch_given:
             info["inference"] = self.inference.to_dict()
         if dm is not None:

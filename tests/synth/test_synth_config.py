@@ -27,7 +27,7 @@ def test_round_trip_keeps_tuples_and_burden_mapping():
 
 
 @pytest.mark.parametrize("field, value", [
-    ("anatomy", "mouse"), ("contrast", "FLAIR"), ("burden", 5), ("burden", -1), ("burden", True),
+    ("anatomy", "mouse"), ("contrast", "DWI"), ("burden", 5), ("burden", -1), ("burden", True),
     ("burden", {"cortex": 2}), ("spacing", 0.0), ("spacing", float("nan")), ("shape", (16, 16, 16)),
     ("shape", (64, 64)), ("width_mm", (2.0, 1.0)), ("length_mm", (0.0, 5.0)), ("wmh", 4), ("lacunes", -1),
     ("noise", -0.1), ("slice_thickness_mm", 0.5), ("slice_axis", 3), ("motion_mm", -1.0),
