@@ -44,7 +44,8 @@ def load_pretrained(
         model: resolved in this order:
 
             - an existing folder: a bundle (``config.json`` + ``model.safetensors``), or an nnU-Net
-              v1 result folder (imported on the fly, every fold an ensemble member);
+              v2 trainer folder or v1 result folder (imported on the fly in exact mode, nnU-Net's
+              own pipeline, every fold an ensemble member);
             - ``"hf://owner/repo[/subfolder][@revision]"``: a bundle on the Hugging Face Hub
               (without a revision it follows ``main``, with an
               :class:`~mednet_pvs.zoo.hub.UnpinnedRevisionWarning` naming the commit to pin);
