@@ -177,8 +177,14 @@ def fit_benchmark(out: Path | None) -> int:
         print(text, flush=True)
         lines.append(text)
 
+    root = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(root)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "mednet_pvs"], capture_output=True, text=True, check=False).stdout.strip()
+    say("python benchmarks/bench_frangi.py fit" + (f" --out {out}" if out else "") +
+        f"  (commit {commit or '?'}{', mednet_pvs/ with uncommitted changes' if dirty else ''}; {os.cpu_count()} CPUs)")
     say(f"Frangi baseline on phantoms: settings fitted on seed {FIT_SEED}, scored on seeds {list(TEST_SEEDS)} "
-        "(mean voxel Dice / cluster Dice); 1 mm; 2 shared CPU cores")
+        "(mean voxel Dice / cluster Dice); 1 mm")
     for anatomy, contrast in FIT_GROUPS:
         fit_ph, tests = _phantoms(anatomy, contrast)
         base = FrangiConfig.for_contrast(contrast)
@@ -188,6 +194,7 @@ def fit_benchmark(out: Path | None) -> int:
         methods = (
             ("old fit: threshold only (normalised, no erosion)", fit_threshold, {"config": base.replace(scale_normalise=True, mask_erosion_mm=0.0)}),
             ("threshold only, today's defaults", fit_threshold, {"config": base}),
+            ("threshold only, defaults but normalised scales", fit_threshold, {"config": base.replace(scale_normalise=True)}),
             ("grid fit (fit-frangi)", fit_frangi_grid, {"config": base}),
             ("grid fit, polarity chosen too (--contrast auto)", fit_frangi_grid, {"config": base, "polarities": ("bright", "dark")}),
         )

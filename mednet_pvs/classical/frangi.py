@@ -6,12 +6,12 @@
     >>> response, mask = FrangiSegmenter(cfg).predict(image, spacing, brainmask)
 
 Response (:func:`frangi_response`), per scale ``sigma`` (mm) and voxel, with the Hessian
-eigenvalues sorted by magnitude ``|l1| <= |l2| <= |l3|`` after flipping the image so that the
-tubes are dark (``polarity="bright"`` flips; a dark tube has ``l2, l3 > 0`` across it)::
+eigenvalues sorted by magnitude ``|l1| <= |l2| <= |l3|`` (a dark tube has ``l2, l3 > 0`` across
+it, a bright one ``l2, l3 < 0``)::
 
     Ra = l2 / l3,   Rb = |l1| / sqrt(l2 l3),   S = sqrt(l1^2 + l2^2 + l3^2)
     V  = (1 - exp(-Ra^2 / 2 alpha^2)) * exp(-Rb^2 / 2 beta^2) * (1 - exp(-S^2 / 2 gamma^2))
-    V  = 0 where l2 <= 0 or l3 <= 0
+    V  = 0 unless l2 and l3 have the polarity's sign (> 0 for "dark", < 0 for "bright")
 
 and the response is the maximum of V over the scales, in [0, 1]; 0 outside the brain mask and
 within ``mask_erosion_mm`` of its edge (the cortical ribbon and sulcal CSF answer like tubes there).
@@ -21,7 +21,7 @@ erosion (T2w voxel Dice 0.02 without, 0.5-0.6 with 1-3 mm), the scales and their
 :func:`fit_frangi_grid` fits them with the threshold; :func:`fit_threshold` fits the threshold only.
 
 Conventions, compared with :func:`skimage.filters.frangi` (0.26), which this reproduces with
-``scale_normalise=False`` and the same ``gamma`` (see ``benchmarks/bench_frangi.py``):
+``scale_normalise=False``, ``mask_erosion_mm=0`` and the same ``gamma`` (``benchmarks/bench_frangi.py``):
 
 * **scales in mm**: ``sigma_vox = sigma_mm / spacing`` per axis, and the Hessian is taken in mm
   (``d2/dxi dxj`` divided by the two spacings), so anisotropic grids are handled.
@@ -415,7 +415,7 @@ class FrangiSegmenter:
     """Frangi vesselness + threshold + minimum cluster size: a model with no weights.
 
     Args:
-        config: :class:`FrangiConfig` (its ``threshold`` usually from :func:`fit_threshold`).
+        config: :class:`FrangiConfig` (its settings usually from :func:`fit_frangi_grid`).
     """
 
     name = "frangi"

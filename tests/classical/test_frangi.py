@@ -265,8 +265,10 @@ def test_grid_fit_scores_each_combination_as_the_segmenter_would_and_picks_a_bet
     imgs, labs, masks = zip(*(tubes_image(shape=(40, 40, 40), seed=s, radius=2.5) for s in (1, 2)))
     imgs = [-i for i in imgs]
     t = np.linspace(0.01, 0.6, 60)
+    calls = []
     fit = fit_frangi_grid(imgs, labs, masks, scale_sets=((0.5, 1.0, 1.5), (1.5, 2.0, 2.5)), erosions_mm=(3.0, 0.0),
-                          polarities=("bright", "dark"), thresholds=t)
+                          polarities=("bright", "dark"), thresholds=t, progress=lambda *a: calls.append(a))
+    assert calls == [(1, 2), (2, 2)]
     assert len(fit.candidates) == 16 and fit.mean_dice.shape == (16, 60) and fit.dice.shape == (2, 16, 60)
     for c, cand in enumerate(fit.candidates):  # brute force: the segmenter's mask at every threshold
         if cand.polarity == "bright" and c > 0:
