@@ -16,8 +16,9 @@ it, a bright one ``l2, l3 < 0``)::
 and the response is the maximum of V over the scales, in [0, 1]; 0 outside the brain mask and
 within ``mask_erosion_mm`` of its edge (the cortical ribbon and sulcal CSF answer like tubes there).
 
-What matters, measured on the project's phantoms (``benchmarks/bench_frangi.py``): the mask
-erosion (T2w voxel Dice 0.02 without, 0.5-0.6 with 1-3 mm), the scales and their normalisation.
+What matters, measured on the project's phantoms (``benchmarks/results/frangi_fit_cpu2.txt``): the
+mask erosion (1 mm MNI T2w phantoms, voxel Dice 0.02 without, 0.59 with 3 mm), then the scales'
+normalisation; the scales themselves little on these phantoms.
 :func:`fit_frangi_grid` fits them with the threshold; :func:`fit_threshold` fits the threshold only.
 
 Conventions, compared with :func:`skimage.filters.frangi` (0.26), which this reproduces with
@@ -30,7 +31,8 @@ Conventions, compared with :func:`skimage.filters.frangi` (0.26), which this rep
   so that thin and thick tubes compete fairly in the maximum over scales. skimage >= 0.20 does
   *not* normalise (its docstring says so only for ``sato``), and neither does the default here
   (``False``): on the project's phantoms the unnormalised response, where the smallest scale
-  dominates, scored better (T2w voxel Dice 0.57 vs 0.47, T1w 0.69 vs 0.53, 1 mm MNI phantoms).
+  dominates, scored better (1 mm MNI phantoms, 3 mm erosion: voxel Dice T2w 0.59 vs 0.31, T1w
+  0.65 vs 0.33).
 * **gamma** (``c`` in the paper): ``None`` means half the maximum Hessian norm ``S`` at the first
   scale, as skimage does -- but taken over the brain mask, where skimage takes the whole image.
 * **Gaussian derivatives**: one pass of a sampled second-derivative-of-Gaussian kernel per axis
