@@ -51,6 +51,7 @@ class DomainConfig(Config):
 
     Attributes:
         anatomy: ``"mni"``, ``"procedural"`` or ``"mixed"`` (procedural with probability 0.2).
+        shape: grid of the procedural anatomy (voxels; ignored for MNI).
         spacing: the phantom grid (mm); training data comes back on it.
         contrast: ``"any"`` (random with ``p_random``, else a jittered preset), ``"random"``, or one
             preset (``"T1w"``, ``"T2w"``, ``"FLAIR"``, ``"PD"``; exact, no jitter).
@@ -72,6 +73,7 @@ class DomainConfig(Config):
     _what = "domain phantom"
 
     anatomy: str = "mni"
+    shape: tuple[int, int, int] = (96, 96, 96)
     spacing: float = 1.0
     contrast: str = "any"
     p_random: float = 0.7
@@ -147,7 +149,7 @@ def make_domain_phantom(config: DomainConfig | None = None, *, seed: int = 0) ->
     burden = {r: int(rng.integers(0, 5)) for r in ("centrum_semiovale", "basal_ganglia", "midbrain", "hippocampus")}
     if max(burden.values()) == 0:
         burden["centrum_semiovale"] = int(rng.integers(1, 5))
-    pcfg = PhantomConfig(anatomy=anatomy, shape=(96, 96, 96), spacing=cfg.spacing, contrast="random", burden=burden,
+    pcfg = PhantomConfig(anatomy=anatomy, shape=tuple(cfg.shape), spacing=cfg.spacing, contrast="random", burden=burden,
                          lacunes=int(rng.integers(0, 5)), wmh=int(rng.integers(0, 4)), vessels=int(rng.integers(0, 11)),
                          noise=0.0, bias=0.0, blur_fwhm_mm=0.0)
     anat = get_anatomy(anatomy, pcfg.shape, cfg.spacing)

@@ -42,13 +42,25 @@ class FinetuneResult:
 def resolve_model_folder(source: PathType, run_dir: PathType) -> Path:
     """The bundle folder to start from: ``source`` itself when it is a bundle folder, else
     whatever :func:`~mednet_pvs.zoo.load_pretrained` loads for it (a zoo name, ``hf://`` spec or
-    nnU-Net v1 result folder), saved as a bundle in ``<run_dir>/source_model``."""
+    nnU-Net v1 result folder), saved as a bundle in ``<run_dir>/source_model``. An nnU-Net v1
+    folder is imported in approximate mode (the project's own preprocessing, which training
+    uses; :func:`~mednet_pvs.zoo.import_nnunet_v1`), since exact mode's cannot be trained here."""
     from mednet_pvs.inference.bundle import CONFIG
     from mednet_pvs.zoo import load_pretrained, save_pretrained
 
     path = Path(source).expanduser()
     if (path / CONFIG).is_file():
         return path
+    if path.is_dir():
+        from mednet_pvs.errors import MednetError
+        from mednet_pvs.zoo.import_nnunet_v1 import find_folds, import_nnunet_v1
+
+        try:
+            find_folds(path)
+        except MednetError:
+            pass
+        else:  # exact mode's pipeline is nnU-Net's, not trainable here: start from the project's own (approximate) one
+            return save_pretrained(import_nnunet_v1(path, mode="approximate", device="cpu"), Path(run_dir) / "source_model")
     model = load_pretrained(str(source), device="cpu")
     if not hasattr(model, "networks"):
         raise ConfigError(f"{source!r} is a {type(model).__name__}, which has no network to fine-tune")

@@ -104,3 +104,16 @@ def test_finetune_from_v2_folder_says_not_yet(tmp_path, capsys):
 
     with pytest.raises(InputError, match="imported nnU-Net model in exact mode.*not supported yet"):
         finetune(str(MODEL), tmp_path / "data", tmp_path / "out", run_dir=tmp_path / "run")
+
+
+def test_finetune_from_a_v1_folder_starts_from_its_approximate_import(tmp_path):
+    """v1 folders load in exact mode elsewhere; fine-tuning takes the trainable (approximate) import."""
+    import json
+    from pathlib import Path
+
+    from mednet_pvs.training.finetuning import resolve_model_folder
+
+    v1 = Path(__file__).parents[1] / "data" / "nnunet_v1_release" / "nnUNet" / "3d_fullres" / "Task030_nnunet_HCP_T2w"
+    folder = resolve_model_folder(v1, tmp_path / "run")
+    config = json.loads((folder / "config.json").read_text())
+    assert folder == tmp_path / "run" / "source_model" and config["kind"] == "network"

@@ -1,0 +1,104 @@
+"""Models with a brain class (mednet-pvs-synth-any): predict finds the brain in a first pass over
+the whole field of view, crops and normalises the second with it, and writes the brain mask."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from mednet_pvs.inference import PVSModel
+from mednet_pvs.inference.bundle import load_bundle
+from mednet_pvs.nets import create_network
+
+LABELS = {"0": "background", "1": "brain", "2": "PVS"}
+
+
+class BrainAndBright(torch.nn.Module):
+    """Logits (background, brain, PVS) from the normalised intensity: brain where it is above the
+    mean of what was normalised, PVS where it is far above; counts its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.inputs: list[tuple[int, ...]] = []
+
+    def forward(self, x):
+        self.calls += 1
+        v = x[:, :1]
+        return torch.cat([torch.zeros_like(v), 4.0 * (v - 0.2), 6.0 * (v - 2.0)], 1)
+
+
+def _head():
+    """Air (0), a skull shell (dim), a brain block (bright) with PVS tubes (brightest)."""
+    rng = np.random.default_rng(1)
+    shape = (56, 52, 48)
+    img = np.zeros(shape, np.float32)
+    img[6:50, 6:46, 6:42] = 20.0  # scalp/skull
+    brain = np.zeros(shape, bool)
+    brain[12:44, 12:40, 12:36] = True
+    img[brain] = 100.0
+    pvs = np.zeros(shape, bool)
+    pvs[16:40, 20:22, 20:22] = True
+    pvs[28:30, 14:38, 26:28] = True
+    img[pvs] = 400.0
+    img += rng.normal(0, 1.0, shape).astype(np.float32) * (img > 0)
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])  # stored LPS
+    return nib.Nifti1Image(img, affine), brain, pvs
+
+
+def _model(net=None, labels=LABELS):
+    return PVSModel(net or BrainAndBright(), None, {"target_spacing": None, "normalisation": "zscore"},
+                    {"window": {"patch_size": [32, 32, 32], "mirror_axes": [], "batch_size": 4}}, labels=labels, device="cpu")
+
+
+def _dice(a, b):
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def test_first_pass_finds_the_brain_then_pvs_inside_it(tmp_path):
+    img, brain, pvs = _head()
+    net = BrainAndBright()
+    model = _model(net)
+    assert model.predicts_brain
+    pred = model.predict(img)
+    assert pred.info["brainmask"] == "predicted"
+    assert pred.brainmask is not None and pred.brainmask.shape == brain.shape
+    assert _dice(pred.brainmask > 0, brain) > 0.95
+    assert _dice(pred.mask > 0, pvs) > 0.9
+    assert not np.any((pred.mask > 0) & ~(pred.brainmask > 0))
+    assert "brain_network" in pred.info["seconds"]
+    paths = pred.save(tmp_path, "case")
+    saved = nib.load(paths["brainmask"])
+    assert np.array_equal(np.asarray(saved.dataobj) > 0, pred.brainmask > 0)
+    assert np.allclose(saved.affine, img.affine)
+
+
+def test_a_given_brain_mask_skips_the_first_pass():
+    img, brain, pvs = _head()
+    net_a, net_b = BrainAndBright(), BrainAndBright()
+    _model(net_a).predict(img)
+    pred = _model(net_b).predict(img, brainmask=nib.Nifti1Image(brain.astype(np.uint8), img.affine))
+    assert pred.info["brainmask"] == "given" and "brain_network" not in pred.info["seconds"]
+    assert 0 < net_b.calls < net_a.calls  # one pass, inside the brain's box only
+    assert _dice(pred.mask > 0, pvs) > 0.9
+
+
+def test_labels_travel_with_the_bundle(tmp_path):
+    net = create_network("mednext", in_channels=1, n_classes=3, n_channels=4, exp_r=2, kernel_size=3,
+                         block_counts=[1] * 9, deep_supervision=False)
+    model = PVSModel(net, {"name": "mednext", "kwargs": {"in_channels": 1, "n_classes": 3, "n_channels": 4, "exp_r": 2,
+                                                         "kernel_size": 3, "block_counts": [1] * 9, "deep_supervision": False}},
+                     {"target_spacing": None}, {"window": {"patch_size": [32, 32, 32]}}, labels=LABELS, device="cpu")
+    model.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["labels"] == LABELS
+    back = load_bundle(tmp_path / "m", device="cpu")
+    assert back.predicts_brain and back._pvs_class == 2
+
+
+@pytest.mark.parametrize("labels,channel", [({"0": "background", "1": "PVS"}, None),
+                                            ({"0": "background", "1": "PVS", "2": "WMH"}, 1)])
+def test_pvs_channel_from_the_labels(labels, channel):
+    assert _model(labels=labels)._pvs_class == channel
