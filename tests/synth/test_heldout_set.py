@@ -99,9 +99,69 @@ def test_deterministic_and_labels_line_up_in_world_coordinates(thick_lps):
 
 
 def test_legacy_case_is_the_old_generators_skull_stripped_phantom():
-    case = heldout_case(HeldoutGroup("T1w", LEGACY, False), 1)
+    case = heldout_case(HeldoutGroup("T1w", LEGACY, False), 0)
     ph = make_heldout_case(case, anatomy="procedural")
     assert ph.meta["generator"] == "mednet_pvs.synth" and ph.contrast == "T1w"
-    assert nib.aff2axcodes(ph.affine) == tuple(case.orientation)
+    assert case.orientation == "LPS" and nib.aff2axcodes(ph.affine) == ("L", "P", "S")
     assert np.allclose(nib.affines.voxel_sizes(ph.affine), 1.0)
     assert ph.label.any() and ((ph.label > 0) <= (ph.brainmask > 0)).all()
+
+
+# ------------------------------------------------------------- the evaluation script's bookkeeping
+
+def _bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_synth_any.py"
+    spec = importlib.util.spec_from_file_location("bench_synth_any", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class _Net:
+    def __init__(self, contrast, brain):
+        self.meta, self.predicts_brain = {"contrast": contrast}, brain
+
+
+def test_bench_targets_worst_group_and_the_any_model_comparison():
+    b = _bench()
+
+    def row(model, contrast, res, head, d, brain=None):
+        g = HeldoutGroup(contrast, res, head)
+        return {"model": model, "group": g.name, "contrast": contrast, "resolution": res, "fov": g.fov, "brainmask_given": "none",
+                "dice": d, "cluster_dice": d, "det_f1": d, "brain_dice": brain, "seconds": 1.0}
+
+    rows = [row("any", "T2w", "1mm", True, 0.80, 0.96), row("any", "T2w", "thick", True, 0.62, 0.94),
+            row("any", "T2w", "thick", True, None, 0.94),  # an empty truth (NaN Dice) is left out
+            row("any", "T2w", LEGACY, False, 0.10), row("t2", "T2w", "1mm", True, 0.84), row("t2", "T2w", LEGACY, False, 0.90)]
+    table = b.group_table(rows)
+    s = b.model_summary(table, "any")
+    assert s["groups"] == 2 and s["dice_average"] == pytest.approx(0.71) and s["dice_legacy"] == pytest.approx(0.10)
+    assert s["dice_worst"] == pytest.approx(0.62) and s["dice_worst_group"] == "T2w thick head"
+    status = {t["target"]: t["status"] for t in b.targets_for(s)}
+    assert status == {"dice average >= 0.75": "not met", "dice worst >= 0.6": "met", "cluster_dice average >= 0.8": "not met",
+                      "brain_dice average >= 0.95": "met"}
+    assert b.targets_for(b.model_summary(table, "t2"))[-1]["status"] == "not measured"  # no brain mask returned
+    comp = b.compare_any(table, "any", {"any": _Net("any", True), "t2": _Net("T2w", False)})
+    assert [(c["target"].split(" on ")[1], c["status"]) for c in comp] == [("T2w 1mm head", "not met"),
+                                                                           (f"T2w {LEGACY} stripped", "not met")]
+    table[0]["dice"] = 0.815  # within 0.03 of 0.84
+    assert b.compare_any(table, "any", {"any": _Net("any", True), "t2": _Net("T2w", False)})[0]["status"] == "met"
+
+
+def test_bench_options_brain_mask_policy_and_quick():
+    b = _bench()
+    stripped, head = HeldoutGroup("T1w", "1mm", False), HeldoutGroup("T1w", "1mm", True)
+    t1, anym = _Net("T1w", False), _Net("any", True)
+    assert b.brainmask_for("t1", t1, stripped, give=False) == "none"
+    assert b.brainmask_for("t1", t1, stripped, give=True) == "true"
+    assert b.brainmask_for("t1", t1, head, give=True) == "none"
+    assert b.brainmask_for("any", anym, stripped, give=True) == "none"
+    assert b.brainmask_for(b.FRANGI, None, head, give=False) == "true"
+    args = b.parse(["--quick", "--give-brainmask", "--cases", "2", "--models", "frangi", "--save", "x"])
+    assert args.quick and args.give_brainmask and args.cases == 2 and args.step == 1.0 and args.models == ["frangi"]
+    assert b.parse(["--step", "0.5", "--quick"]).step == 0.5 and b.parse([]).step is None
+    with pytest.raises(SystemExit):
+        b.parse(["--cases", "0"])
