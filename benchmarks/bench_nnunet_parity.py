@@ -7,7 +7,9 @@
 project's; see tests/data/nnunet_v2_reference/README.md). Each run is a fresh subprocess that loads
 the model and predicts the case(s) once; the two tools alternate round by round. Reported per tool:
 CPU seconds (user + sys of the child, loading included), wall seconds, peak resident memory (the
-child's ``ru_maxrss``), and whether the label maps agree. Default: the two-fold ResEnc-M fixture
+child's ``ru_maxrss``), and whether the label maps agree. mednet-pvs runs twice per round: exact
+(``strict=True``, the default: one network input per call, as nnU-Net) and batched (``strict=False``:
+tiles and mirrored copies through the network together, another convolution kernel). Default: the two-fold ResEnc-M fixture
 folder and the fixture's RAS input.
 """
 from __future__ import annotations
@@ -33,7 +35,7 @@ OURS = textwrap.dedent("""
     from mednet_pvs.io import save_like
     model = load_pretrained({model!r}, device="cpu")
     for case, out in {cases!r}:
-        pred = model.predict(case, tta={tta})
+        pred = model.predict(case, tta={tta}, strict={strict})
         save_like(pred.label_map if pred.label_map is not None else pred.mask, pred.scan, out, dtype=np.uint8)
     r = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({{"cpu": r.ru_utime + r.ru_stime, "wall": time.perf_counter() - t0, "maxrss_mb": r.ru_maxrss / 1024}}))
@@ -78,25 +80,29 @@ def main() -> None:
     import numpy as np
 
     tmp = Path(tempfile.mkdtemp(prefix="nnv2bench_"))
-    results: dict[str, list[dict]] = {"mednet-pvs": [], "nnU-Net": []}
+    tools = (("mednet-pvs", sys.executable, OURS, True), ("batched", sys.executable, OURS, False),
+             ("nnU-Net", theirs_py, THEIRS, True))
+    results: dict[str, list[dict]] = {t[0]: [] for t in tools}
     outs = {}
     for r in range(args.rounds):
-        for tool, python, template in (("mednet-pvs", sys.executable, OURS), ("nnU-Net", theirs_py, THEIRS)):
+        for tool, python, template, strict in tools:
             cases = [(c, str(tmp / f"{tool}_{i}.nii.gz")) for i, c in enumerate(args.case)]
             outs[tool] = [o for _, o in cases]
-            code = template.format(threads=args.threads, model=args.model, cases=cases, tta=not args.no_tta)
+            code = template.format(threads=args.threads, model=args.model, cases=cases, tta=not args.no_tta,
+                                   strict=strict)
             res = _run(python, code, args.threads)
             results[tool].append(res)
             print(f"round {r}: {tool:10s} cpu {res['cpu']:7.1f} s  wall {res['wall']:7.1f} s  peak {res['maxrss_mb']:7.0f} MB", flush=True)
-    agree = [float((np.asarray(nib.load(a).dataobj) == np.asarray(nib.load(b).dataobj)).mean())
-             for a, b in zip(outs["mednet-pvs"], outs["nnU-Net"])]
     best = {t: min(x["cpu"] for x in v) for t, v in results.items()}
     print(f"model {args.model}\ncases {args.case}; tta {not args.no_tta}; threads {args.threads}; rounds {args.rounds}")
-    print(f"best CPU: mednet-pvs {best['mednet-pvs']:.1f} s, nnU-Net {best['nnU-Net']:.1f} s -> "
-          f"ratio nnU-Net / mednet-pvs = {best['nnU-Net'] / best['mednet-pvs']:.2f}x")
-    print(f"peak memory: mednet-pvs {max(x['maxrss_mb'] for x in results['mednet-pvs']):.0f} MB, "
-          f"nnU-Net {max(x['maxrss_mb'] for x in results['nnU-Net']):.0f} MB")
-    print(f"label maps identical in {min(agree):.6f} of voxels (worst case)")
+    for tool, label in (("mednet-pvs", "exact (strict=True, default)"), ("batched", "batched (strict=False)")):
+        agree = [float((np.asarray(nib.load(a).dataobj) == np.asarray(nib.load(b).dataobj)).mean())
+                 for a, b in zip(outs[tool], outs["nnU-Net"])]
+        print(f"mednet-pvs {label}: best CPU {best[tool]:.1f} s vs nnU-Net {best['nnU-Net']:.1f} s -> "
+              f"ratio nnU-Net / mednet-pvs = {best['nnU-Net'] / best[tool]:.2f}x; peak memory "
+              f"{max(x['maxrss_mb'] for x in results[tool]):.0f} MB; label maps identical in {min(agree):.6f} "
+              f"of voxels (worst case)")
+    print(f"nnU-Net peak memory {max(x['maxrss_mb'] for x in results['nnU-Net']):.0f} MB")
 
 
 if __name__ == "__main__":

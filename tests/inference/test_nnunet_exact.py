@@ -59,25 +59,32 @@ def models():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "batched"])
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("model", list(MODELS))
-def test_matches_nnunet_predictor(models, model, case):
+def test_matches_nnunet_predictor(models, model, case, strict):
+    """``strict`` (the default): one network input per call, as nnU-Net. ``strict=False`` batches
+    tiles' mirrored copies (another convolution kernel, ~3.5x faster on one CPU thread): labels the
+    same, probabilities off by up to ~2e-3 in a few voxels (float16 accumulation amplifies 1e-5)."""
     labels_ref, probs_ref = _reference(model, case)
     args = json.loads((_predictions(model) / "reference.json").read_text())
-    pred = models[model].predict(_inputs(model, case), tta=args["use_mirroring"], step=args["tile_step_size"])
+    pred = models[model].predict(_inputs(model, case), tta=args["use_mirroring"], step=args["tile_step_size"],
+                                 strict=strict)
+    assert pred.info["strict"] is strict
     labels = pred.label_map if pred.label_map is not None else pred.mask
     assert labels.shape == labels_ref.shape == pred.scan.shape
     agree = float((labels == labels_ref).mean())
-    assert agree >= 0.999, f"labels agree in {agree:.5f} of voxels"
+    assert agree >= (1.0 if strict else 0.999), f"labels agree in {agree:.5f} of voxels"
     for k in np.unique(labels_ref)[1:]:
         a, b = labels == k, labels_ref == k
         dice = 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
         assert dice >= 0.999, f"class {k}: Dice {dice:.5f}"
     probs = pred.class_probabilities if pred.class_probabilities is not None else np.stack([1 - pred.probabilities, pred.probabilities])
+    atol = 1e-3 if strict else 2e-3
     if pred.class_probabilities is None:
-        np.testing.assert_allclose(pred.probabilities, probs_ref[1], atol=1e-3)
+        np.testing.assert_allclose(pred.probabilities, probs_ref[1], atol=atol)
     else:
-        np.testing.assert_allclose(probs, probs_ref, atol=1e-3)
+        np.testing.assert_allclose(probs, probs_ref, atol=atol)
 
 
 def test_folds_and_channels_are_imported(models):
