@@ -165,3 +165,47 @@ def test_validation_uses_the_inference_block_unmirrored_unless_asked():
     assert tiny_module(inference={"patch_size": 32, "mirror_axes": [0, 1]}, val_tta=True).window().mirror_axes == (0, 1)
     with pytest.raises(ConfigError, match="set inference.window.patch_size"):
         tiny_module().window()  # no tile given and no datamodule to take it from
+
+
+class LabelAsLogits(torch.nn.Module):
+    """A 'network' whose input is a class map: logits 10 on the class the input holds."""
+
+    def forward(self, x):
+        v = x[:, :1].round()
+        return torch.cat([10.0 * (v == k).float() for k in range(3)], 1)
+
+
+def _class_batch():
+    label = torch.zeros(1, 1, 40, 40, 40)
+    label[0, 0, 8:32, 8:32, 8:32] = 1  # brain
+    label[0, 0, 12:28, 18:20, 18:20] = 2  # a PVS
+    label[0, 0, 20:22, 10:30, 24:26] = 2
+    return {"image": label.clone(), "label": label, "affine": torch.eye(4)[None], "subject": ["case"]}
+
+
+def test_brain_and_pvs_labels_score_pvs_on_its_channel_and_the_brain(tmp_path):
+    module = tiny_module(labels={"0": "background", "1": "brain", "2": "PVS"}, inference={"window": {"patch_size": [32, 32, 32]}},
+                         network_kwargs=dict(TINY_NET, n_classes=3))
+    module.net = LabelAsLogits()
+    module._evaluate_batch(_class_batch())
+    case = module._cases[0]
+    assert case["dice"] == pytest.approx(1.0) and case["brain_dice"] == pytest.approx(1.0)
+    assert module.export_info()["labels"] == {"0": "background", "1": "brain", "2": "PVS"}
+    # without the labels every foreground class is 'PVS' (in the prediction and the reference alike), no brain score
+    plain = tiny_module(inference={"window": {"patch_size": [32, 32, 32]}}, network_kwargs=dict(TINY_NET, n_classes=3))
+    plain.net = LabelAsLogits()
+    plain._evaluate_batch(_class_batch())
+    assert math.isnan(plain._cases[0]["brain_dice"])
+
+
+@pytest.mark.slow
+def test_any_contrast_training_on_domain_phantoms_logs_brain_dice(tmp_path):
+    source = {"source": "synthetic", "generator": "domain", "anatomy": "procedural", "shape": [64, 64, 64]}
+    module = tiny_module(labels={"0": "background", "1": "brain", "2": "PVS"}, network_kwargs=dict(TINY_NET, n_classes=3))
+    data = tiny_data(source, synthetic_val_size=1, preprocessing={"target_spacing": [1.0, 1.0, 1.0]})
+    trainer = tiny_trainer(tmp_path, limit_train_batches=2)
+    trainer.fit(module, data)
+    batch = next(iter(data.train_dataloader()))
+    assert set(torch.unique(batch["label"]).tolist()) <= {0.0, 1.0, 2.0} and batch["label"].max() == 2
+    out = trainer.validate(module, data, verbose=False)[0]
+    assert 0.0 <= out["val/brain_dice"] <= 1.0 and "val/dice" in out
