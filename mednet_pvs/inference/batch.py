@@ -26,7 +26,7 @@ cohort table ``pvs_burden.tsv``; ``summary.csv`` and ``run.json`` are written as
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +39,7 @@ from mednet_pvs.inference.outputs import (
     CaseOutputs,
     bids_fallback_prefix,
     bids_prefix,
+    class_slug,
     write_bids_dataset,
 )
 from mednet_pvs.io import MAX_ANISOTROPY, PathType, load_image, safe_case_id
@@ -400,7 +401,8 @@ def predict_batch(
     outputs = outputs_for(cases, out, layout)  # all cases: names clash-checked across shards
     mine = select_shard(cases, shard)
     todo, skip = _plan([c for c in mine if c.skip is None], outputs, run, overwrite=overwrite, save_probs=save_probs, preview=preview)
-    rows: dict[str, dict[str, Any]] = {cid: summary_row(stats, cid) for cid, stats in skip.items()}
+    rows: dict[str, dict[str, Any]] = {cid: {**summary_row(stats, cid), **class_columns(stats.get("classes"))}
+                                       for cid, stats in skip.items()}
     for cid in skip:
         report.skipped.append(cid)
         if on_case:
@@ -428,23 +430,26 @@ def predict_batch(
             warnings.warn(f"{case.case_id}: no per-region burden: {region_record['regions_error']}", stacklevel=1)
         burden = pvs_burden(pred.mask, pred.scan.affine, probs=pred.probabilities, regions=region_map)
         burden.parameters.update(region_record)
+        class_burdens = _class_burdens(pred, region_map)
         outputs[case.case_id].write(
             pred.scan, pred.mask, probabilities=pred.probabilities, save_probabilities=save_probs, burden=burden,
             preview=preview, title=f"{case.case_id}: {burden.count} PVS", provenance={**run, "inputs": input_provenance(case)},
             sources=[Path(p).absolute().as_uri() for p in case.images],
             label_map=getattr(pred, "label_map", None), classes=getattr(pred, "classes", None),
-            class_burdens=_class_burdens(pred, region_map), brainmask=getattr(pred, "brainmask", None))
-        return burden
+            class_burdens=class_burdens, brainmask=getattr(pred, "brainmask", None))
+        columns = class_columns({name: {"clusters": b.count, "volume_mm3": b.volume_mm3}
+                                 for name, b in (class_burdens or {}).items()})
+        return burden, columns
 
     def finish(case: CaseInput, result: Future) -> None:
         try:
-            burden = result.result()
+            burden, columns = result.result()
         except MednetError as e:
             report.failed[case.case_id] = str(e)
         except Exception as e:  # one bad case must not stop a batch of hundreds
             report.failed[case.case_id] = f"{case.image}: {type(e).__name__}: {e}"
         else:
-            rows[case.case_id] = burden.summary_row(case.case_id)
+            rows[case.case_id] = {**burden.summary_row(case.case_id), **columns}
             report.done.append(case.case_id)
             if on_case:
                 on_case(case.case_id, "done", f"{burden.count} PVS, {burden.volume_mm3:.1f} mm^3")
@@ -499,6 +504,17 @@ def _class_burdens(pred: Any, region_map: Any) -> dict[str, Any] | None:
         return None
     return {name: pvs_burden(label_map == value, pred.scan.affine, regions=region_map)
             for value, name in (pred.classes or {}).items() if int(value) != 0}
+
+
+def class_columns(classes: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """A multi-class case's summary columns: ``class_<class>_count`` (clusters) and
+    ``class_<class>_volume_mm3`` per foreground class (``stats["classes"]`` entries; none: ``{}``)."""
+    out: dict[str, Any] = {}
+    for name, c in (classes or {}).items():
+        if "clusters" in c:
+            out[f"class_{class_slug(name)}_count"] = c["clusters"]
+            out[f"class_{class_slug(name)}_volume_mm3"] = c["volume_mm3"]
+    return out
 
 
 def _raise(error: Exception) -> Any:

@@ -25,6 +25,9 @@ key             file                        what
 ==============  ==========================  =====================================================
 
 Every NIfTI goes on the grid of the scan it was predicted from (its affine and header kept).
+Models with several classes also write one clusters table per class other than PVS
+(:meth:`CaseOutputs.class_clusters_path`: ``<case>_wmh_clusters.csv``; ``bids``:
+``<case>_desc-wmh_clusters.tsv``), before the stats and the PVS table.
 
 BIDS derivatives (``layout="bids"``, ``mednet-pvs predict --layout bids``)
 -------------------------------------------------------------------------
@@ -111,7 +114,7 @@ _BIDS_NAME = re.compile(rf"(?P<prefix>{BIDS_PREFIX.pattern})_[A-Za-z0-9]+\.(?:ni
 #: The cohort table of a BIDS-layout run (BIDS's home for per-participant measures), and the
 #: dataset-level files that are not BIDS files (listed in ``.bidsignore``).
 BIDS_TABLE = "phenotype/pvs_burden.tsv"
-BIDS_IGNORE = ("summary*.csv", "run*.json", "converted", "*_desc-pvs_preview.png", "*_desc-pvs_clusters.tsv")
+BIDS_IGNORE = ("summary*.csv", "run*.json", "converted", "*_desc-pvs_preview.png", "*_clusters.tsv")
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,13 @@ class CaseOutputs:
             p.unlink(missing_ok=True)
         return gone
 
+    def class_clusters_path(self, name: str) -> Path:
+        """The clusters table of class ``name`` (models with several classes): ``<case>_<class>_clusters.csv``
+        (``bids``: ``<case>_desc-<class>_clusters.tsv``), the class in lower-case letters and digits."""
+        slug = class_slug(name)
+        return self.folder / (f"{self.case_id}_desc-{slug}_clusters.tsv" if self.layout == "bids"
+                              else f"{self.case_id}_{slug}_clusters.csv")
+
     def read_stats(self) -> dict[str, Any]:
         """The case's ``stats.json`` content."""
         return json.loads(self.path("stats").read_text())
@@ -228,7 +238,9 @@ class CaseOutputs:
                 ``"classes": {name: {"label", "voxels", "volume_mm3"}}``.
             classes: label value -> name of ``label_map``.
             class_burdens: class name -> :class:`~mednet_pvs.analysis.Burden` of that class's mask:
-                its cluster count and per-region numbers join the class's entry in the stats.
+                its cluster count and per-region numbers join the class's entry in the stats, and
+                each class but PVS (:func:`is_pvs_class`) gets its own clusters table
+                (:meth:`class_clusters_path`), written before the stats and the PVS table.
             brainmask: (X, Y, Z) brain mask the model found: written as ``brainmask``, its volume
                 in the stats as ``"brain_volume_mm3"``.
 
@@ -260,6 +272,11 @@ class CaseOutputs:
             for name, b in (class_burdens or {}).items():
                 if name in class_stats:
                     class_stats[name].update(clusters=b.count, per_region=b.to_dict()["per_region"])
+            for name, b in (class_burdens or {}).items():  # before the stats: the PVS table stays last
+                if name in class_stats and not is_pvs_class(name):
+                    path = self.class_clusters_path(name)
+                    written[f"clusters:{name}"] = (write_text(_tsv(b.clusters), path) if self.layout == "bids"
+                                                   else write_csv(b.clusters, path))
         brain_mm3 = None
         if brainmask is not None:
             written["brainmask"] = save_like(np.asarray(brainmask), scan, self.path("brainmask"), dtype=np.uint8)
@@ -283,6 +300,16 @@ class CaseOutputs:
             else:
                 written["clusters"] = write_csv(burden.clusters, self.path("clusters"))
         return written
+
+
+def class_slug(name: str) -> str:
+    """A class name as it appears in file names and summary columns: lower-case letters and digits."""
+    return re.sub(r"[^a-z0-9]", "", name.lower()) or "class"
+
+
+def is_pvs_class(name: str) -> bool:
+    """Whether class ``name`` is PVS (it mentions PVS or perivascular): its table is the main clusters table."""
+    return "pvs" in name.lower() or "perivascular" in name.lower()
 
 
 def _references(sources: Sequence[str]) -> dict[str, Any]:
