@@ -10,6 +10,8 @@ from mednet_pvs.cli.options import choices
 
 #: import-nnunet-v2 --checkpoint (module level: typer resolves the annotation here)
 V2Checkpoint = choices("V2Checkpoint", ["final", "best"])
+#: import-nnunet-v2 --mode
+V2Mode = choices("V2Mode", ["exact", "approximate"])
 
 
 def register(app: typer.Typer) -> None:
@@ -111,9 +113,12 @@ def register(app: typer.Typer) -> None:
         name: Optional[str] = typer.Option(None, "--name", help="Model name (default: the dataset folder's name)."),
         folds: Optional[str] = typer.Option(None, "--folds", help="Comma-separated folds to use (e.g. 0,1 or all); default every fold found."),
         checkpoint: V2Checkpoint = typer.Option("final", "--checkpoint", help="checkpoint_final.pth or checkpoint_best.pth."),  # type: ignore[valid-type]
+        mode: V2Mode = typer.Option("exact", "--mode", help="exact: nnU-Net's predictor step for step (default); approximate: the project's pipeline (reoriented, can be fine-tuned; single-channel z-score models only)."),  # type: ignore[valid-type]
+        training_orientation: str = typer.Option("RAS", "--training-orientation", help="With --mode approximate: axis codes the training scans were stored in (nnU-Net does not reorient)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a bundle already in --out."),
     ) -> None:
-        """Turn a trained nnU-Net v2 model (all folds) into one bundle that runs exactly as nnU-Net's predictor."""
+        """Turn a trained nnU-Net v2 model (all folds) into one bundle that runs exactly as nnU-Net's predictor
+        (or, --mode approximate, with the project's own pipeline, for fine-tuning)."""
         from rich.console import Console
 
         from mednet_pvs.zoo.import_nnunet_v2 import import_nnunet_v2 as do_import
@@ -121,8 +126,17 @@ def register(app: typer.Typer) -> None:
 
         console = Console(stderr=True, soft_wrap=True)
         chosen = _import_target(out, overwrite, folds)
-        model = do_import(folder, folds=chosen, checkpoint=plain(checkpoint), name=name, device="cpu")
+        model = do_import(folder, folds=chosen, checkpoint=plain(checkpoint), name=name, device="cpu", mode=plain(mode),
+                          training_orientation=training_orientation)
         save_pretrained(model, out, load_as=str(out))
+        if plain(mode) == "approximate":
+            pre, inf = model.preprocessing, model.inference
+            console.print(f"imported {model.meta['trainer']} ({model.meta['plans']}), folds {', '.join(model.meta['folds'])}: "
+                          f"approximate mode: spacing {pre.target_spacing} mm, orientation {pre.orientation}, "
+                          f"{pre.normalisation}; patch {inf.window.patch_size}, mirroring axes {inf.window.mirror_axes}",
+                          highlight=False)
+            console.print(f"wrote {out}; fine-tune it with mednet-pvs finetune --from {out}", highlight=False)
+            return
         p = model.pipeline
         console.print(f"imported {model.meta['trainer']} ({model.meta['plans']}, {model.meta['configuration']}), folds "
                       f"{', '.join(model.meta['folds'])}: {model.network.name}, channels "

@@ -104,10 +104,14 @@ def mirror_dims(axes: Sequence[int]) -> list[tuple[int, ...]]:
     return [(), *[c for i in range(len(axes)) for c in itertools.combinations([a + 2 for a in axes], i + 1)]]
 
 
+#: At most this many network inputs per call (one thread: 2 already gives most of the gain, 8 the rest).
+MAX_BATCH = 8
+
+
 def batch_size(patch: Sequence[int], strict: bool) -> int:
     """Network inputs per call: 1 when ``strict`` (as nnU-Net), else as many patches as
-    :data:`BATCH_VOXELS` holds, at least 2 (the network's activations grow with it)."""
-    return 1 if strict else max(2, BATCH_VOXELS // int(np.prod(patch)))
+    :data:`BATCH_VOXELS` holds, 2 to :data:`MAX_BATCH` (the network's activations grow with it)."""
+    return 1 if strict else max(2, min(MAX_BATCH, BATCH_VOXELS // int(np.prod(patch))))
 
 
 def tile_predictions(net: Callable[[torch.Tensor], torch.Tensor], padded: torch.Tensor, patch: Sequence[int],

@@ -42,9 +42,10 @@ class FinetuneResult:
 def resolve_model_folder(source: PathType, run_dir: PathType) -> Path:
     """The bundle folder to start from: ``source`` itself when it is a bundle folder, else
     whatever :func:`~mednet_pvs.zoo.load_pretrained` loads for it (a zoo name, ``hf://`` spec or
-    nnU-Net v1 result folder), saved as a bundle in ``<run_dir>/source_model``. An nnU-Net v1
+    nnU-Net v1 or v2 result folder), saved as a bundle in ``<run_dir>/source_model``. An nnU-Net
     folder is imported in approximate mode (the project's own preprocessing, which training
-    uses; :func:`~mednet_pvs.zoo.import_nnunet_v1`), since exact mode's cannot be trained here."""
+    uses; :func:`~mednet_pvs.zoo.import_nnunet_v1`, :func:`~mednet_pvs.zoo.import_nnunet_v2.import_nnunet_v2`),
+    since exact mode's cannot be trained here."""
     from mednet_pvs.inference.bundle import CONFIG
     from mednet_pvs.zoo import load_pretrained, save_pretrained
 
@@ -54,7 +55,13 @@ def resolve_model_folder(source: PathType, run_dir: PathType) -> Path:
     if path.is_dir():
         from mednet_pvs.errors import MednetError
         from mednet_pvs.zoo.import_nnunet_v1 import find_folds, import_nnunet_v1
+        from mednet_pvs.zoo.import_nnunet_v2 import (
+            import_nnunet_v2,
+            is_nnunet_v2_folder,
+        )
 
+        if is_nnunet_v2_folder(path):  # as v1: the trainable (approximate) import, nnU-Net's weights exactly
+            return save_pretrained(import_nnunet_v2(path, mode="approximate", device="cpu"), Path(run_dir) / "source_model")
         try:
             find_folds(path)
         except MednetError:
@@ -112,7 +119,7 @@ def finetune(
     """Fine-tune the first network of bundle ``source`` on ``data``; write the best epoch as a bundle in ``out``.
 
     Args:
-        source: a model folder, zoo name, ``hf://`` spec or nnU-Net v1 result folder
+        source: a model folder, zoo name, ``hf://`` spec or nnU-Net v1/v2 result folder
             (anything :func:`~mednet_pvs.zoo.load_pretrained` takes).
         data: manifest / BIDS folder / list of cases / synthetic mapping (:class:`~mednet_pvs.data.PVSDataModule`).
         out: the new bundle folder.
@@ -148,8 +155,9 @@ def finetune(
     folder = resolve_model_folder(source, run)
     config = read_bundle_config(folder)
     if config.kind == "nnunet":
-        raise InputError(folder / CONFIG, "is an imported nnU-Net model in exact mode (nnU-Net's own preprocessing): "
-                                          "fine-tuning it is not supported yet; fine-tune with nnU-Net, then import the result")
+        raise InputError(folder / CONFIG, "is an imported nnU-Net model in exact mode (nnU-Net's own preprocessing), "
+                                          "which cannot be trained: fine-tune from the nnU-Net result folder itself "
+                                          "(imported in approximate mode)")
     try:
         config.require("network", "preprocessing", "inference")
     except ConfigError as e:

@@ -198,6 +198,11 @@ def load_nnunet_v2_folder(folder: str | PathLike, fold: int | str = 0, *, checkp
 
 
 # ------------------------------------------------------------------------------ exact-mode import
+MODES = ("exact", "approximate")
+#: Readers that hand the network the stored voxel array with reversed axes and the file's spacing:
+#: what approximate mode's reorientation (:func:`~mednet_pvs.zoo.import_nnunet_v1.network_orientation`) assumes.
+APPROXIMATE_READERS = ("SimpleITKIO", "NibabelIO")
+
 #: nnU-Net's resampling functions whose behaviour :mod:`mednet_pvs.data.nnunet_preprocessing` reproduces.
 KNOWN_RESAMPLING = ("resample_data_or_seg_to_shape",)
 CHECKPOINTS = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth"}
@@ -274,8 +279,9 @@ def nnunet_v2_pipeline(plans: dict, dataset: dict, cfg: dict, plans_path: Path, 
 
 
 def import_nnunet_v2(folder: str | PathLike, *, folds: Sequence[int | str] | None = None, checkpoint: str = "final",
-                     configuration: str | None = None, device: Any = None, name: str | None = None):
-    """Import a trained nnU-Net v2 model folder (every fold, or ``folds``) as one model in exact mode.
+                     configuration: str | None = None, device: Any = None, name: str | None = None,
+                     mode: str = "exact", training_orientation: str = "RAS"):
+    """Import a trained nnU-Net v2 model folder (every fold, or ``folds``) as one model.
 
     Args:
         folder: the trainer folder (``<Trainer>__<Plans>__<configuration>``: ``plans.json``,
@@ -283,9 +289,13 @@ def import_nnunet_v2(folder: str | PathLike, *, folds: Sequence[int | str] | Non
         folds: the folds to use (default: every fold that holds the checkpoint).
         checkpoint: ``"final"`` (``checkpoint_final.pth``) or ``"best"`` (``checkpoint_best.pth``).
         configuration: overrides the checkpoints' ``init_args['configuration']``.
+        mode: ``"exact"`` (nnU-Net's predictor step for step) or ``"approximate"`` (the project's
+            own pipeline, which fine-tuning trains with; :func:`approximate_model`).
+        training_orientation: ``mode="approximate"``: axis codes the training scans were stored in.
 
     Returns:
-        :class:`~mednet_pvs.inference.nnunet_model.NnUNetModel`: nnU-Net's predictor step for step.
+        ``"exact"``: :class:`~mednet_pvs.inference.nnunet_model.NnUNetModel`; ``"approximate"``:
+        :class:`~mednet_pvs.inference.PVSModel`.
     """
     from mednet_pvs.inference.nnunet_model import NnUNetModel
     from mednet_pvs.inference.settings import InferenceConfig
@@ -293,6 +303,8 @@ def import_nnunet_v2(folder: str | PathLike, *, folds: Sequence[int | str] | Non
     from mednet_pvs.nets import NetworkSpec
 
     folder = Path(folder)
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
     ckpt_name = CHECKPOINTS[checkpoint]
@@ -342,5 +354,62 @@ def import_nnunet_v2(folder: str | PathLike, *, folds: Sequence[int | str] | Non
             entry_meta = entry.meta()
     meta = {**entry_meta, "source": "nnU-Net v2", "trainer": first.trainer_name, "plans": first.plans_name,
             "configuration": first.configuration, "folds": wanted, "checkpoint": ckpt_name, "imported_from": str(folder)}
+    if mode == "approximate":
+        return approximate_model(networks, spec, pipeline, first, plans_path, dataset_path, meta=meta,
+                                 name=name or folder.parent.name, training_orientation=training_orientation, device=device)
     return NnUNetModel(networks, spec, pipeline, InferenceConfig(window=window), name=name or folder.parent.name,
                        meta=meta, device=device)
+
+
+# ------------------------------------------------------------------------ approximate-mode import
+def approximate_model(networks: Sequence[nn.Module], spec: Any, pipeline: Any, facts: NnUNetV2Preprocessing,
+                      plans_path: Path, dataset_path: Path, *, meta: dict[str, Any], name: str,
+                      training_orientation: str = "RAS", device: Any = None) -> Any:
+    """nnU-Net v2 folds (weights exact) with the project's own pipeline closest to the plans: a
+    trainable :class:`~mednet_pvs.inference.PVSModel` (what ``finetune --from`` starts from).
+
+    Kept from the plans: target spacing, patch size, z-score (inside the nonzero foreground, or,
+    ``use_mask_for_norm`` false, over it too: a departure), mirroring axes, Gaussian sigma
+    patch / 8, tile step 0.5. Departures (recorded in ``meta["import_notes"]``): the scan is
+    reoriented to the axis order the network saw for training scans stored as
+    ``training_orientation`` (nnU-Net never reorients), the crop is the nonzero box without
+    nnU-Net's hole filling, resampling is a B-spline (TorchIO) rather than scikit-image's
+    order-3 ``resize``, probabilities are averaged (not float16 logits) and thresholded at 0.5.
+    Only single-channel models with ``ZScoreNormalization`` and a standard reader are taken; any
+    other is an :class:`~mednet_pvs.errors.InputError` naming the reason.
+    """
+    from mednet_pvs.data.preprocessing import PreprocessConfig
+    from mednet_pvs.inference import InferenceConfig, PVSModel, SlidingWindowConfig
+    from mednet_pvs.zoo.import_nnunet_v1 import network_orientation
+
+    if pipeline.n_channels != 1:
+        raise InputError(dataset_path, f"has {pipeline.n_channels} input channels ({', '.join(pipeline.channel_names.values())}): "
+                                       "approximate mode (fine-tuning) takes single-channel models only")
+    if tuple(pipeline.normalization_schemes) != ("ZScoreNormalization",):
+        raise InputError(plans_path, f"normalisation {pipeline.normalization_schemes[0]!r} has no counterpart in the "
+                                     "project's preprocessing: approximate mode (fine-tuning) takes ZScoreNormalization only")
+    if pipeline.reader not in APPROXIMATE_READERS:
+        raise InputError(plans_path, f"image reader {pipeline.reader!r}: approximate mode (fine-tuning) takes "
+                                     f"{' or '.join(APPROXIMATE_READERS)} only")
+    orientation = network_orientation(training_orientation, pipeline.transpose_forward)
+    notes = [
+        (f"nnU-Net does not reorient scans; this model reorients them to {orientation}, the axis order the network saw "
+         f"for training scans stored as {training_orientation} (transpose_forward {list(pipeline.transpose_forward)})"),
+        ("nnU-Net crops to the nonzero box with holes filled and resamples with scikit-image (order 3); mednet-pvs crops "
+         "to the nonzero box and resamples with TorchIO B-splines: intensities differ slightly"),
+        "nnU-Net averages float16 logits and takes the argmax; mednet-pvs averages probabilities and thresholds at 0.5",
+    ]
+    if not pipeline.use_mask_for_norm[0]:
+        notes.append("the plans normalise over the whole cropped image (use_mask_for_norm False); mednet-pvs takes the "
+                     "statistics inside the nonzero foreground (or the brain mask given)")
+    preprocessing = PreprocessConfig(
+        target_spacing=tuple(pipeline.spacing), orientation=orientation, normalisation="zscore",
+        use_brainmask=True, foreground="nonzero", crop_to_brain=True, crop_margin_mm=0.0,
+        image_interpolation="bspline", label_interpolation="nearest",
+    )
+    window = SlidingWindowConfig(patch_size=facts.patch_size, step=0.5, sigma_scale=1.0 / 8,
+                                 mirror_axes=facts.mirroring_axes or ())
+    meta = {**meta, "mode": "approximate", "training_orientation": training_orientation, "import_notes": notes,
+            "contrast": next(iter(pipeline.channel_names.values()), None)}
+    return PVSModel(list(networks), spec, preprocessing, InferenceConfig(window, threshold=0.5), name=name, meta=meta,
+                    device=device)

@@ -50,6 +50,21 @@ def test_predict_channels_writes_every_class(tmp_path, capsys):
         assert stats["classes"][name]["clusters"] == ndi.label(classes == value, np.ones((3, 3, 3)))[1]
     assert stats["classes"]["PVS"]["clusters"] == stats["count"]
     assert set(stats["provenance"]["inputs"]) == {"image", "channel_1"}
+    import pandas as pd
+
+    wmh = pd.read_csv(case / "ras_T2w_wmh_clusters.csv")  # a clusters table per class beside the PVS one
+    assert len(wmh) == stats["classes"]["WMH"]["clusters"] and wmh["n_voxels"].sum() == (classes == 2).sum()
+    assert not (case / "ras_T2w_pvs_clusters.csv").exists()  # PVS's table is the main one
+    assert (case / "ras_T2w_clusters.csv").stat().st_mtime_ns >= (case / "ras_T2w_wmh_clusters.csv").stat().st_mtime_ns
+    row = pd.read_csv(out / "summary.csv").iloc[0]  # per-class count/volume columns
+    assert row["class_wmh_count"] == stats["classes"]["WMH"]["clusters"]
+    assert row["class_wmh_volume_mm3"] == pytest.approx(stats["classes"]["WMH"]["volume_mm3"])
+    assert row["class_pvs_count"] == stats["count"]
+    code = main(["predict", "-m", str(MODEL), "--channel", f"T1w={REF / 'inputs' / 'ras_T1w.nii.gz'}",
+                 "--channel", f"T2w={REF / 'inputs' / 'ras_T2w.nii.gz'}", "-o", str(out), "--regions", "none", "--no-tta"])
+    assert code == 0  # resumed: the columns come back from the stats
+    again = pd.read_csv(out / "summary.csv").iloc[0]
+    assert again["class_wmh_count"] == row["class_wmh_count"] and again["class_wmh_volume_mm3"] == pytest.approx(row["class_wmh_volume_mm3"])
 
 
 def test_nnunet_named_folder_is_one_case_per_stem(tmp_path, capsys):
@@ -98,11 +113,18 @@ def test_import_nnunet_v2(tmp_path, capsys):
     assert code != 0 and "latest" in capsys.readouterr().err
 
 
-def test_finetune_from_v2_folder_says_not_yet(tmp_path, capsys):
+def test_finetune_from_an_exact_mode_bundle_points_to_the_folder(tmp_path, capsys):
+    """An exact-mode bundle (nnU-Net's own pipeline) cannot be trained; the v2 folder itself can
+    (approximate import: tests/zoo/test_nnunet_v2_approximate.py); a two-channel folder cannot."""
     from mednet_pvs.errors import InputError
     from mednet_pvs.training.finetuning import finetune
+    from mednet_pvs.zoo import save_pretrained
+    from mednet_pvs.zoo.import_nnunet_v2 import import_nnunet_v2
 
-    with pytest.raises(InputError, match="imported nnU-Net model in exact mode.*not supported yet"):
+    bundle = save_pretrained(import_nnunet_v2(MODEL, device="cpu"), tmp_path / "exact")
+    with pytest.raises(InputError, match="exact mode.*cannot be trained: fine-tune from the nnU-Net result folder itself"):
+        finetune(str(bundle), tmp_path / "data", tmp_path / "out", run_dir=tmp_path / "run")
+    with pytest.raises(InputError, match="approximate mode \\(fine-tuning\\) takes single-channel models only"):
         finetune(str(MODEL), tmp_path / "data", tmp_path / "out", run_dir=tmp_path / "run")
 
 

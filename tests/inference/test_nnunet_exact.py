@@ -152,3 +152,33 @@ def test_unknown_trainer_is_refused(tmp_path):
         torch.save(ckpt, path)
     with pytest.raises(InputError, match="trainer 'MyCustomTrainer' is not known"):
         import_nnunet_v2(folder)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_batched_window_is_the_strict_one_with_several_inputs_per_call(version):
+    """``strict=False`` regroups (tile, mirror) inputs into batches and must put every output back
+    where the one-at-a-time window puts it: with a network whose numbers do not depend on the batch
+    (a fixed per-voxel function of position-marked input), both windows give the same array."""
+    import torch
+
+    from mednet_pvs.inference.nnunet_model import (
+        batch_size,
+        nnunet_sliding_window,
+        nnunet_v1_sliding_window,
+    )
+
+    calls: list[int] = []
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return torch.cat([x, 2 * x.roll(1, dims=2) - x], 1)  # flip-sensitive: a misplaced flip shows
+
+    data = torch.arange(30 * 20 * 26, dtype=torch.float32).reshape(1, 30, 20, 26) / 1000
+    window = nnunet_v1_sliding_window if version == 1 else nnunet_sliding_window
+    strict = window(net, data, (16, 16, 16), 2, mirror_axes=(0, 1, 2), strict=True)
+    assert set(calls) == {1}
+    n = len(calls)
+    calls.clear()
+    batched = window(net, data, (16, 16, 16), 2, mirror_axes=(0, 1, 2), strict=False)
+    assert max(calls) == batch_size((16, 16, 16), strict=False) == 8 and sum(calls) == n
+    torch.testing.assert_close(batched, strict, rtol=0, atol=0)
