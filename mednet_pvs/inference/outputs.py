@@ -178,7 +178,12 @@ class CaseOutputs:
         if not self.folder.is_dir():
             return []
         names = {f".{self.path(k).name}." for k in self.names}
-        return sorted(p for p in self.folder.iterdir() if ".tmp" in p.name and any(p.name.startswith(n) for n in names))
+        stem = f".{self.case_id}_"  # per-class cluster tables: .<case>_<class>_clusters.csv.<...>.tmp
+
+        def ours(name: str) -> bool:
+            return any(name.startswith(n) for n in names) or (name.startswith(stem) and "_clusters." in name)
+
+        return sorted(p for p in self.folder.iterdir() if ".tmp" in p.name and ours(p.name))
 
     def remove_partial(self) -> list[Path]:
         """Delete :meth:`partial_files` (called before writing); returns what was removed."""

@@ -55,3 +55,19 @@ def test_names_and_summary_columns():
     assert class_columns(stats) == {"class_pvs_count": 2, "class_pvs_volume_mm3": 2.0,
                                     "class_wmh_count": 3, "class_wmh_volume_mm3": 9.5}
     assert class_columns(None) == {}
+
+
+def test_temp_files_of_a_killed_class_table_write_are_partial(tmp_path):
+    """An interrupted write of a per-class table leaves a temp file that the next write removes
+    (and another case's temp file is left alone)."""
+    from mednet_pvs.inference.outputs import CaseOutputs
+
+    out = CaseOutputs(tmp_path, "sub-1")
+    tmp_path.mkdir(exist_ok=True)
+    mine = tmp_path / ".sub-1_wmh_clusters.csv.abc123.tmp"
+    other = tmp_path / ".sub-10_wmh_clusters.csv.abc123.tmp"
+    mine.write_text("x")
+    other.write_text("x")
+    assert out.partial_files() == [mine]
+    out.remove_partial()
+    assert not mine.exists() and other.exists()
