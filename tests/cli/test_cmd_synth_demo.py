@@ -27,7 +27,7 @@ def test_synth_writes_a_cohort(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--contrast", "FLAIR"], 2, "contrast"),  # a value outside --contrast's choices: a usage error, as --burden 5
+    (["--contrast", "DWI"], 2, "contrast"),  # a value outside --contrast's choices: a usage error, as --burden 5
     (["--shape", "big"], 1, "shape"),
     (["--spacing", "0"], 1, "spacing"),
     (["--burden", "5"], 2, ""),

@@ -13,7 +13,7 @@ from mednet_pvs.nets import required_divisor
 from mednet_pvs.training.cli import (check_checkpoint, config_path, default_precision, list_configs, make_logger,
                                      resolve_config_args, run_cli)
 
-SHIPPED = ["mednext_l_k5_t1w", "mednext_l_k5_t2w", "nnunet_t1w", "nnunet_t2w", "synth_t1w", "synth_t2w", "tiny_synthetic"]
+SHIPPED = ["mednext_l_k5_t1w", "mednext_l_k5_t2w", "nnunet_t1w", "nnunet_t2w", "synth_any", "synth_t1w", "synth_t2w", "tiny_synthetic"]
 
 
 def test_the_expected_configs_are_shipped():
@@ -32,8 +32,12 @@ def test_every_shipped_config_instantiates(name, tmp_path):
     assert all(p % d == 0 for p, d in zip(patch, required_divisor(model.net)))
     assert model.network_spec["name"] == {"mednext_l_k5_t1w": "mednext_l_k5", "mednext_l_k5_t2w": "mednext_l_k5",
                                           "nnunet_t1w": "nnunet_plain", "nnunet_t2w": "nnunet_plain", "tiny_synthetic": "mednext",
-                                          "synth_t1w": "mednext", "synth_t2w": "mednext"}[name]
-    if name.startswith("synth_"):  # the bundled models' set-ups: MNI phantoms of one contrast, float16 export
+                                          "synth_t1w": "mednext", "synth_t2w": "mednext", "synth_any": "mednext"}[name]
+    if name == "synth_any":  # the any-contrast model: domain-randomised phantoms, brain + PVS outputs, resumable
+        assert dm.synthetic and dm.source["generator"] == "domain" and dm.source["contrast"] == "any"
+        assert model.labels == {"0": "background", "1": "brain", "2": "PVS"} and model.net.config.n_classes == 3
+        assert cli.config["checkpoint_every_n_steps"] == 200 and cli.config["export"]["name"] == "mednet-pvs-synth-any"
+    elif name.startswith("synth_"):  # the bundled models' set-ups: MNI phantoms of one contrast, float16 export
         assert dm.synthetic and dm.source["contrast"] == {"synth_t1w": "T1w", "synth_t2w": "T2w"}[name]
         assert dm.source["anatomy"] == "mni" and patch == (32, 32, 32)
         export = cli.config["export"]
