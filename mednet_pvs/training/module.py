@@ -144,7 +144,7 @@ class PVSSegmenter(L.LightningModule):
                 raise ConfigError("freezing the encoder under DDP needs unused-parameter detection: use "
                                   "--trainer.strategy ddp_find_unused_parameters_true")
         if not self._initialised:
-            load_initial_weights(self.net, self.hparams.init_from)
+            load_initial_weights(self.net, self.hparams.init_from, labels=self.labels)
             self._initialised = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:

@@ -135,6 +135,27 @@ def test_init_from_checkpoint_bundle_and_upkern(tmp_path):
         tiny_module(init_from=str(tmp_path / "missing.ckpt")).setup("fit")
 
 
+def test_init_from_bundle_with_other_classes_maps_them_by_name(tmp_path):
+    """A background/PVS bundle starts a background/brain/PVS module: PVS from PVS, brain and
+    background from background; everything else copied as it is."""
+    from mednet_pvs.inference import PVSModel
+    from mednet_pvs.training.weights import class_rows
+
+    two = tiny_module()
+    folder = PVSModel(two.net, two.network_spec, {"target_spacing": None}, {"patch_size": [32, 32, 32]}, device="cpu").save_pretrained(tmp_path / "bundle")
+    three = tiny_module(network_kwargs={**TINY_NET, "n_classes": 3}, labels={"0": "background", "1": "brain", "2": "PVS"}, init_from=str(folder))
+    three.setup("fit")
+    src, own = two.net.state_dict(), three.net.state_dict()
+    mapped = [k for k in own if own[k].shape != src[k].shape]
+    assert mapped and all(k.startswith("out_") for k in mapped)
+    for k in mapped:
+        axis = 1 if own[k].ndim == 5 and own[k].shape[1] == 3 else 0  # transposed convolutions: classes on axis 1
+        for new, old in enumerate(class_rows({0: "background", 1: "PVS"}, three.labels)):
+            assert torch.equal(own[k].select(axis, new), src[k].select(axis, old)), k
+    assert all(torch.equal(own[k], src[k]) for k in own if k not in mapped)
+    assert class_rows({0: "background", 1: "PVS"}, {2: "pvs", 0: "background", 1: "brain"}) == [0, 0, 1]
+
+
 def test_bad_arguments_are_config_errors():
     with pytest.raises(ConfigError, match="unknown network"):
         tiny_module(network="mednext_xl")
