@@ -18,7 +18,7 @@ SynthSeg-style training data for one model that works on any contrast, resolutio
   (zero outside a brain mask dilated 0-2 mm) and cut to the brain.
 * **Contrast**: every tissue mean random (``p_random``), else a T1w/T2w/FLAIR/PD preset with
   +-0.08 jitter; PVS follow CSF, so they are brighter or darker than white matter by at least
-  ``min_pvs_contrast`` (down to nearly invisible); a random gamma.
+  ``min_pvs_contrast`` in every tissue they run through; a random gamma.
 * **Acquisition**: voxel size 0.6-1.3 mm per axis, or thick slices (1.5-5 mm, any axis, with a
   Gaussian slice profile 0.9-1.2x the thickness) with probability ``p_thick``: blurred, sampled
   on that grid, given a bias field (up to ``bias``) and Rician noise (up to ``noise``) there, and
@@ -56,7 +56,8 @@ class DomainConfig(Config):
         contrast: ``"any"`` (random with ``p_random``, else a jittered preset), ``"random"``, or one
             preset (``"T1w"``, ``"T2w"``, ``"FLAIR"``, ``"PD"``; exact, no jitter).
         p_random: probability of a fully random contrast under ``"any"``.
-        min_pvs_contrast: least |CSF - white matter| for random contrasts (PVS follow CSF).
+        min_pvs_contrast: least |CSF - t| for random contrasts, for every tissue t PVS run through
+            (:data:`~mednet_pvs.synth.contrast.PVS_HOSTS`; PVS follow CSF).
         p_head: probability of a whole head (else skull-stripped).
         deform_mm: largest smooth displacement; scale_range / rotate_deg: the random affine.
         resolution: fixed acquisition voxel size (x, y, z) in mm, or ``None`` to draw it.
@@ -77,7 +78,7 @@ class DomainConfig(Config):
     spacing: float = 1.0
     contrast: str = "any"
     p_random: float = 0.7
-    min_pvs_contrast: float = 0.08
+    min_pvs_contrast: float = 0.2
     p_head: float = 0.5
     deform_mm: float = 4.0
     scale_range: tuple[float, float] = (0.85, 1.15)

@@ -46,3 +46,16 @@ def test_random_contrast_follows_csf_and_varies_with_seed():
 def test_mni_t2w_contrast(mni_phantom):
     pvs, wm = _pvs_vs_wm(mni_phantom)
     assert pvs > wm * 1.5
+
+
+def test_random_contrast_keeps_pvs_visible_in_every_tissue_they_run_through():
+    """Under a random contrast PVS (CSF-like) differ from white matter and from the deep grey
+    matter, brainstem and hippocampus they also run through, by at least min_pvs_contrast."""
+    import numpy as np
+
+    from mednet_pvs.synth.contrast import PVS_HOSTS, tissue_means
+
+    for seed in range(200):
+        m = tissue_means("random", np.random.default_rng(seed), min_pvs_contrast=0.2)
+        assert min(abs(m["csf"] - m[t]) for t in PVS_HOSTS) >= 0.2, seed
+    assert {"wm", "putamen", "brainstem", "hippocampus"} <= set(PVS_HOSTS)
