@@ -54,6 +54,7 @@ from mednet_pvs.data.sampling import (
     FreshSampler,
     PatchQueue,
     RemoveImages,
+    check_fractions,
     collate_subjects,
     make_queue,
     patch_loader,
@@ -120,6 +121,8 @@ class PVSDataModule(L.LightningDataModule):
         seed: seed of the split, the subject order and the phantoms.
         skip_bad_cases: drop cases that fail validation (else one error lists every problem).
         foreground_fraction: fraction of patches placed around a PVS voxel (nnU-Net 0.33).
+        boundary_fraction: fraction placed around the brain's edge (targets with a brain class,
+            the any-contrast model: the brain-versus-head decision is made there).
         check_voxels: validation reads voxels (NaN, label values, empty), not only headers.
         check_workers: processes for the voxel checks (default: CPU count, at most 8).
         allow_empty_label: a label without PVS is not a problem.
@@ -146,6 +149,7 @@ class PVSDataModule(L.LightningDataModule):
         seed: int = 0,
         skip_bad_cases: bool = False,
         foreground_fraction: float = FOREGROUND_FRACTION,
+        boundary_fraction: float = 0.0,
         check_voxels: bool = True,
         check_workers: int | None = None,
         allow_empty_label: bool = False,
@@ -163,6 +167,8 @@ class PVSDataModule(L.LightningDataModule):
         self.batch_size, self.samples_per_volume, self.queue_length = batch_size, samples_per_volume, queue_length
         self.num_workers, self.split_spec, self.fold, self.seed = num_workers, split, fold, seed
         self.skip_bad_cases, self.foreground_fraction = skip_bad_cases, foreground_fraction
+        check_fractions(foreground_fraction, boundary_fraction)
+        self.boundary_fraction = boundary_fraction
         self.check_voxels, self.check_workers, self.allow_empty_label = check_voxels, check_workers, allow_empty_label
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.synthetic_train_size, self.synthetic_val_size = synthetic_train_size, synthetic_val_size
@@ -217,6 +223,7 @@ class PVSDataModule(L.LightningDataModule):
             "samples_per_volume": self.samples_per_volume,
             "queue_length": self.queue_length,
             "foreground_fraction": self.foreground_fraction,
+            "boundary_fraction": self.boundary_fraction,
             "split": str(self.split_spec) if not isinstance(self.split_spec, Split) else self.split_spec.method,
             "fold": self.fold,
             "seed": self.seed,
@@ -275,6 +282,7 @@ class PVSDataModule(L.LightningDataModule):
             queue_length=max(self.queue_length, self.samples_per_volume),
             num_workers=self.num_workers,
             foreground_fraction=self.foreground_fraction,
+            boundary_fraction=self.boundary_fraction,
             num_replicas=world,
             rank=rank,
             seed=self.seed,

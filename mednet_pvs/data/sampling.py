@@ -68,15 +68,18 @@ class ForegroundSampler(RandomSampler):
         foreground_fraction: probability that a patch is placed around a PVS voxel (a voxel of
             the highest class present: 1 in a PVS label, 2 in the any-contrast model's target).
         label_name: key of the label map in the subject.
+        boundary_fraction: probability that a patch is placed around a voxel on the brain's
+            edge (a class >= 1 voxel next to class 0) when the label has a brain class below
+            PVS (targets 0/1/2); the brain-versus-head decision is made there.
 
     The volume must be at least ``patch_size`` (pad first: :class:`~mednet_pvs.data.preprocessing.PadToShape`).
     """
 
-    def __init__(self, patch_size: int | Sequence[int], foreground_fraction: float = FOREGROUND_FRACTION, label_name: str = "label") -> None:
+    def __init__(self, patch_size: int | Sequence[int], foreground_fraction: float = FOREGROUND_FRACTION, label_name: str = "label",
+                 boundary_fraction: float = 0.0) -> None:
         super().__init__(patch_size)
-        if not 0.0 <= foreground_fraction <= 1.0:
-            raise ConfigError(f"foreground_fraction must be in [0, 1], not {foreground_fraction}")
-        self.foreground_fraction, self.label_name = foreground_fraction, label_name
+        check_fractions(foreground_fraction, boundary_fraction)
+        self.foreground_fraction, self.label_name, self.boundary_fraction = foreground_fraction, label_name, boundary_fraction
 
     def _generate_patches(self, subject: tio.Subject, num_patches: int | None = None) -> Iterator[tio.Subject]:
         patch = torch.as_tensor(self.patch_size.astype(np.int64))
@@ -85,15 +88,33 @@ class ForegroundSampler(RandomSampler):
         lab = subject[self.label_name].data[0] if self.label_name in subject else None
         top = int(lab.max()) if lab is not None and lab.numel() else 0
         fg = torch.nonzero(lab >= top) if top > 0 else torch.empty(0, 3)
+        edge = brain_edge(lab) if self.boundary_fraction > 0 and top >= 2 else torch.empty(0, 3)
         n = 0
         while num_patches is None or n < num_patches:
-            if len(fg) and float(torch.rand(1)) < self.foreground_fraction:
-                centre = fg[int(torch.randint(len(fg), (1,)))]
+            r = float(torch.rand(1))
+            pool = fg if r < self.foreground_fraction else edge if r < self.foreground_fraction + self.boundary_fraction else None
+            if pool is not None and len(pool):
+                centre = pool[int(torch.randint(len(pool), (1,)))]
                 ini = torch.minimum(torch.clamp(centre - patch // 2, min=0), last)
             else:
                 ini = (torch.rand(3) * (last + 1)).long()
             yield self.extract_patch(subject, tuple(int(v) for v in ini))  # type: ignore[arg-type]
             n += 1
+
+
+def check_fractions(foreground_fraction: float, boundary_fraction: float = 0.0) -> None:
+    """Both fractions in [0, 1] and their sum at most 1, else a one-line :class:`ConfigError`."""
+    if not 0.0 <= foreground_fraction <= 1.0:
+        raise ConfigError(f"foreground_fraction must be in [0, 1], not {foreground_fraction}")
+    if not 0.0 <= boundary_fraction <= 1.0 or foreground_fraction + boundary_fraction > 1.0 + 1e-9:
+        raise ConfigError(f"boundary_fraction must be in [0, 1 - foreground_fraction], not {boundary_fraction}")
+
+
+def brain_edge(label: torch.Tensor) -> torch.Tensor:
+    """(N, 3) indices of the brain voxels (class >= 1) with a class-0 voxel among their 26 neighbours."""
+    outside = (label == 0).float()[None, None]
+    near = torch.nn.functional.max_pool3d(outside, 3, stride=1, padding=1)[0, 0] > 0
+    return torch.nonzero((label >= 1) & near)
 
 
 class PatchQueue(tio.Queue):
@@ -131,6 +152,7 @@ def make_queue(
     queue_length: int = 32,
     num_workers: int = 0,
     foreground_fraction: float = FOREGROUND_FRACTION,
+    boundary_fraction: float = 0.0,
     num_replicas: int = 1,
     rank: int = 0,
     seed: int = 0,
@@ -147,6 +169,7 @@ def make_queue(
         queue_length: patches held in memory (``max_length``); >= ``samples_per_volume``.
         num_workers: processes loading and transforming subjects.
         foreground_fraction: fraction of patches placed around a PVS voxel.
+        boundary_fraction: fraction placed around the brain's edge (targets with a brain class).
         num_replicas, rank: DDP world size and this rank (1, 0 without DDP).
         seed: shuffling seed (same on every rank).
         shuffle_patches: shuffle the patches in the queue (mixing subjects in a batch).
@@ -161,7 +184,7 @@ def make_queue(
         subjects,
         max_length=queue_length,
         samples_per_volume=samples_per_volume,
-        sampler=ForegroundSampler(patch_size, foreground_fraction),
+        sampler=ForegroundSampler(patch_size, foreground_fraction, boundary_fraction=boundary_fraction),
         subject_sampler=sampler,
         num_workers=num_workers,
         shuffle_subjects=False,

@@ -59,6 +59,32 @@ def test_foreground_sampler_reaches_pvs_at_the_border():
     assert len(list(ForegroundSampler(16, 1.0)(empty, num_patches=5))) == 5  # no PVS: uniform patches
 
 
+def test_boundary_fraction_centres_patches_on_the_brain_edge():
+    """Targets 0 (head) / 1 (brain) / 2 (PVS): boundary_fraction of the centres lie on the brain's
+    edge, a brain voxel next to the head; without it almost none do."""
+    from mednet_pvs.data.sampling import brain_edge
+    from mednet_pvs.errors import ConfigError
+
+    torch.manual_seed(0)
+    lab = np.zeros((64, 64, 64), np.uint8)
+    lab[16:48, 16:48, 16:48] = 1
+    lab[30, 30, 28:34] = 2
+    s = subject_from_arrays(np.random.default_rng(0).normal(size=lab.shape), np.eye(4), lab)
+    edge = {tuple(v) for v in brain_edge(torch.from_numpy(lab)).tolist()}
+    assert len(edge) == 32**3 - 30**3 and (16, 30, 30) in edge and (17, 30, 30) not in edge
+    patch, n = 16, 600
+
+    def on_edge(sampler):
+        return sum(tuple((p["location"][:3] + patch // 2).tolist()) in edge for p in sampler(s, num_patches=n)) / n
+
+    assert on_edge(ForegroundSampler(patch, 0.3, boundary_fraction=0.4)) == pytest.approx(0.4, abs=0.06)
+    assert on_edge(ForegroundSampler(patch, 0.3)) < 0.05
+    pvs_only = subject_from_arrays(np.zeros(lab.shape), np.eye(4), (lab == 2).astype(np.uint8))
+    assert len(list(ForegroundSampler(patch, 0.3, boundary_fraction=0.4)(pvs_only, num_patches=5))) == 5  # no brain class: uniform
+    with pytest.raises(ConfigError, match="boundary_fraction"):
+        ForegroundSampler(patch, 0.7, boundary_fraction=0.4)
+
+
 def test_small_volume_is_padded_not_crashing():
     rng = np.random.default_rng(0)
     lab = np.zeros((20, 30, 10), np.uint8)

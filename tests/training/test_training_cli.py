@@ -37,6 +37,8 @@ def test_every_shipped_config_instantiates(name, tmp_path):
         assert dm.synthetic and dm.source["generator"] == "domain" and dm.source["contrast"] == "any"
         assert model.labels == {"0": "background", "1": "brain", "2": "PVS"} and model.net.config.n_classes == 3
         assert cli.config["checkpoint_every_n_steps"] == 200 and cli.config["export"]["name"] == "mednet-pvs-synth-any"
+        assert dm.boundary_fraction == 0.25 and dm.source["min_pvs_contrast"] == 0.2
+        assert model.hparams.init_from.endswith("mednet-pvs-synth-t2w")  # warm start from the T2w model
     elif name.startswith("synth_"):  # the bundled models' set-ups: MNI phantoms of one contrast, float16 export
         assert dm.synthetic and dm.source["contrast"] == {"synth_t1w": "T1w", "synth_t2w": "T2w"}[name]
         assert dm.source["anatomy"] == "mni" and patch == (32, 32, 32)

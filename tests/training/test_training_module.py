@@ -224,9 +224,10 @@ def test_any_contrast_training_on_domain_phantoms_logs_brain_dice(tmp_path):
     source = {"source": "synthetic", "generator": "domain", "anatomy": "procedural", "shape": [48, 48, 48]}
     module = tiny_module(labels={"0": "background", "1": "brain", "2": "PVS"}, network_kwargs=dict(TINY_NET, n_classes=3))
     data = tiny_data(source, synthetic_train_size=1, synthetic_val_size=1, samples_per_volume=2, queue_length=2,
-                     preprocessing={"target_spacing": [1.0, 1.0, 1.0]})
+                     preprocessing={"target_spacing": [1.0, 1.0, 1.0]}, boundary_fraction=0.25)
     trainer = tiny_trainer(tmp_path, limit_train_batches=1)
     trainer.fit(module, data)  # one step, then whole-volume validation
     label = data.queue.subjects_dataset[0]["label"].data
     assert set(torch.unique(label).tolist()) == {0, 1, 2}
+    assert data.queue.sampler.boundary_fraction == 0.25 and data.config()["boundary_fraction"] == 0.25
     assert 0.0 <= float(trainer.callback_metrics["val/brain_dice"]) <= 1.0 and "val/dice" in trainer.callback_metrics
