@@ -77,10 +77,10 @@ class V1Plans:
     spacing: tuple[float, float, float]
     patch_size: tuple[int, int, int]
     transpose_forward: tuple[int, int, int]
-    normalization: str
-    use_mask_for_norm: bool
+    normalization_schemes: tuple[str, ...]  # per input channel (nonCT, CT, CT2, noNorm)
+    use_mask_for_norm: tuple[bool, ...]  # per input channel
     num_classes: int  # foreground classes (nnU-Net v1's count, without background)
-    modalities: dict[str, str]
+    modalities: dict[str, str]  # input channel ("0", "1"...) -> the dataset's modality name
     pool_op_kernel_sizes: tuple[tuple[int, ...], ...]
     conv_kernel_sizes: tuple[tuple[int, ...], ...]
     base_num_features: int | None
@@ -88,16 +88,24 @@ class V1Plans:
     intensity_properties: dict[str, dict[str, float]] | None = None  # per channel "0": mean, std, percentiles
     export_params: dict[str, Any] | None = None  # the plans' segmentation_export_params, if any
 
+    @property
+    def n_channels(self) -> int:
+        return len(self.normalization_schemes)
+
     def facts(self) -> dict[str, Any]:
-        """JSON-able summary kept in the bundle's ``meta``."""
+        """JSON-able summary kept in the bundle's ``meta`` (normalisation and mask flag: one value
+        for a single-channel model, a list with one per channel otherwise)."""
+        one = self.n_channels == 1
         return {
             "stage": self.stage, "current_spacing": list(self.spacing), "patch_size": list(self.patch_size),
-            "transpose_forward": list(self.transpose_forward), "normalization": self.normalization,
-            "use_mask_for_norm": self.use_mask_for_norm, "num_classes": self.num_classes, "modalities": self.modalities,
+            "transpose_forward": list(self.transpose_forward),
+            "normalization": self.normalization_schemes[0] if one else list(self.normalization_schemes),
+            "use_mask_for_norm": self.use_mask_for_norm[0] if one else list(self.use_mask_for_norm),
+            "num_classes": self.num_classes, "modalities": self.modalities,
         }
 
     def comparable(self) -> tuple:
-        return (self.stage, self.spacing, self.patch_size, self.transpose_forward, self.normalization,
+        return (self.stage, self.spacing, self.patch_size, self.transpose_forward, self.normalization_schemes,
                 self.use_mask_for_norm, self.num_classes, self.modalities, self.export_params)
 
 
@@ -140,17 +148,30 @@ def parse_plans(info: Any, path: PathType) -> V1Plans:
         raise InputError(path, f"plans are incomplete or malformed ({type(e).__name__}: {e})") from None
     if sorted(t) != [0, 1, 2] or len(spacing) != 3 or len(patch) != 3:
         raise InputError(path, f"plans are not 3D: transpose_forward {list(t)}, current_spacing {list(spacing)}, patch_size {list(patch)}")
-    if len(schemes) != 1 or len(modalities) > 1:
-        raise InputError(path, f"plans have {max(len(schemes), len(modalities))} input channels ({modalities or schemes}); "
-                               "only single-contrast models can be imported")
-    scheme = str(next(iter(schemes.values())))
+    channels = _channel_keys(schemes, path, "normalization_schemes")
+    if modalities and sorted(modalities, key=int) != [str(c) for c in channels]:
+        raise InputError(path, f"plans name {len(schemes)} normalisation scheme(s) ({list(schemes.values())}) but "
+                               f"modalities {modalities}: one per input channel expected")
     return V1Plans(
         trainer=str(info.get("name") or ""), stage=int(stage), spacing=spacing, patch_size=patch,  # type: ignore[arg-type]
-        transpose_forward=t, normalization=scheme, use_mask_for_norm=bool(next(iter(use_mask.values()), False)),  # type: ignore[arg-type]
+        transpose_forward=t, normalization_schemes=tuple(str(schemes[c]) for c in channels),  # type: ignore[arg-type]
+        use_mask_for_norm=tuple(bool(use_mask.get(c, False)) for c in channels),
         num_classes=num_classes, modalities=modalities, pool_op_kernel_sizes=pools, conv_kernel_sizes=convs,
         base_num_features=None if base is None else int(base), transpose_backward=tb,  # type: ignore[arg-type]
         intensity_properties=intensity, export_params=export,
     )
+
+
+def _channel_keys(per_channel: dict, path: PathType, what: str) -> list[Any]:
+    """The keys of a v1 per-channel dict (``{0: ..., 1: ...}``) in channel order; they must be 0..n-1."""
+    try:
+        keys = sorted(per_channel, key=int)
+        ok = [int(k) for k in keys] == list(range(len(keys))) and len(keys) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(path, f"plans' {what} {per_channel} is not one entry per input channel 0, 1, ...")
+    return keys
 
 
 def network_orientation(training_orientation: str, transpose_forward: Sequence[int]) -> str:
@@ -264,8 +285,9 @@ def _check_against_plans(net: nn.Module, plans: V1Plans, path: Path) -> None:
                                f"(expected {plans.num_classes + 1})")
     cfg = getattr(net, "config", None)
     in_ch = getattr(cfg, "in_channels", None) or getattr(cfg, "input_channels", None)
-    if in_ch is not None and in_ch != 1:
-        raise InputError(path, f"the weights take {in_ch} input channels; only single-contrast models can be imported")
+    if in_ch is not None and in_ch != plans.n_channels:
+        raise InputError(path, f"the weights take {in_ch} input channel(s), the plans have {plans.n_channels} "
+                               f"({', '.join(plans.normalization_schemes)})")
     if isinstance(cfg, GenericUNetV1Config) and plans.pool_op_kernel_sizes and \
             (cfg.pool_op_kernel_sizes, cfg.conv_kernel_sizes) != (plans.pool_op_kernel_sizes, plans.conv_kernel_sizes):
         raise InputError(path, f"the plans' pool/conv kernels {[list(k) for k in plans.pool_op_kernel_sizes]} / "
@@ -316,7 +338,7 @@ def _notes(plans: V1Plans, orientation: str, training_orientation: str) -> list[
         ("nnU-Net v1 resamples (3rd-order spline) then normalises; mednet-pvs normalises, then resamples with B-splines: "
         "intensities differ slightly"),
     ]
-    if plans.normalization == "nonCT" and not plans.use_mask_for_norm:
+    if plans.normalization_schemes[0] == "nonCT" and not plans.use_mask_for_norm[0]:
         notes.append("the plans normalise over the whole cropped image (use_mask_for_norm False); mednet-pvs takes the "
                      "statistics inside the nonzero foreground (or the brain mask given)")
     return notes
@@ -370,9 +392,10 @@ def import_nnunet_v1(
     from mednet_pvs.data.nnunet_preprocessing import V1_NORMALIZATIONS
 
     known = tuple(V1_NORMALIZATIONS) if mode == "exact" else ("nonCT", "noNorm")
-    if plans.normalization not in known:
+    unknown = [n for n in plans.normalization_schemes if n not in known]
+    if unknown:
         raise InputError(first.folder / f"{checkpoint}.model.pkl",
-                         f"normalization {plans.normalization!r} is not known (known in {mode} mode: {', '.join(known)})")
+                         f"normalization {unknown[0]!r} is not known (known in {mode} mode: {', '.join(known)})")
     folder_name = trainer_dir.name
     trainer = plans.trainer or folder_name.split("__")[0]
     if plans.trainer and folder_name.split("__")[0] != plans.trainer:
@@ -399,11 +422,15 @@ def import_nnunet_v1(
     if mode == "exact":
         return _exact_model(read, plans, mirror, name or f"{task}__{trainer}", meta, device,
                             first.folder / f"{checkpoint}.model.pkl")
+    if plans.n_channels != 1:
+        raise InputError(first.folder / f"{checkpoint}.model.pkl",
+                         f"has {plans.n_channels} input channels ({', '.join(plans.modalities.values())}): approximate "
+                         "mode (fine-tuning) takes single-channel models only; use mode='exact'")
     orientation = network_orientation(training_orientation, plans.transpose_forward)
     meta["import_notes"] = _notes(plans, orientation, training_orientation)
     preprocessing = PreprocessConfig(
         target_spacing=plans.spacing, orientation=orientation,
-        normalisation="zscore" if plans.normalization == "nonCT" else "none",
+        normalisation="zscore" if plans.normalization_schemes[0] == "nonCT" else "none",
         use_brainmask=True, foreground="nonzero", crop_to_brain=True, crop_margin_mm=0.0,
         image_interpolation="bspline", label_interpolation="nearest",
     )
@@ -418,17 +445,18 @@ def v1_pipeline(plans: V1Plans, pkl: Path) -> Any:
     """The :class:`~mednet_pvs.data.nnunet_preprocessing.NnUNetPipeline` (``version=1``) of a trainer's plans."""
     from mednet_pvs.data.nnunet_preprocessing import NnUNetPipeline
 
-    contrast = next(iter(plans.modalities.values()), "image")
+    channels = {str(c): plans.modalities.get(str(c), "image" if plans.n_channels == 1 else f"channel_{c}")
+                for c in range(plans.n_channels)}
     names = ["PVS"] if plans.num_classes == 1 else [f"label_{k}" for k in range(1, plans.num_classes + 1)]
     export = plans.export_params or {"order": 1, "order_z": 0, "force_separate_z": None}
     try:
         return NnUNetPipeline(
             version=1, reader="SimpleITKIO", transpose_forward=plans.transpose_forward,
             transpose_backward=plans.transpose_backward, spacing=plans.spacing,
-            normalization_schemes=(plans.normalization,), use_mask_for_norm=(plans.use_mask_for_norm,),
+            normalization_schemes=plans.normalization_schemes, use_mask_for_norm=plans.use_mask_for_norm,
             intensity_properties=dict(plans.intensity_properties or {}),
             resampling_data={"order": 3, "order_z": 0, "force_separate_z": None}, resampling_probabilities=export,
-            channel_names={"0": contrast}, labels={"background": 0, **{n: k + 1 for k, n in enumerate(names)}},
+            channel_names=channels, labels={"background": 0, **{n: k + 1 for k, n in enumerate(names)}},
         )
     except ConfigError as e:
         raise InputError(pkl, str(e)) from None
@@ -439,8 +467,13 @@ def _exact_model(read: list[_Fold], plans: V1Plans, mirror: tuple[int, ...], nam
     from mednet_pvs.inference import InferenceConfig, SlidingWindowConfig
     from mednet_pvs.inference.nnunet_model import NnUNetModel
 
-    if plans.normalization == "CT" and "0" not in (plans.intensity_properties or {}):
-        raise InputError(pkl, "normalization 'CT' needs the plans' dataset_properties['intensityproperties']")
+    for c, scheme in enumerate(plans.normalization_schemes):
+        props = (plans.intensity_properties or {}).get(str(c), {})
+        need = ("mean", "std", "percentile_00_5", "percentile_99_5") if scheme == "CT" else \
+            ("percentile_00_5", "percentile_99_5") if scheme == "CT2" else ()
+        if any(k not in props for k in need):
+            raise InputError(pkl, f"normalization {scheme!r} needs the plans' dataset_properties['intensityproperties'] "
+                                  f"(mean, sd, percentile_00_5, percentile_99_5 of channel {c})")
     window = SlidingWindowConfig(patch_size=plans.patch_size, step=0.5, batch_size=1, mirror_axes=mirror,
                                  channels_last=False)
     return NnUNetModel([f.network for f in read], read[0].spec, v1_pipeline(plans, pkl), InferenceConfig(window=window),
