@@ -4,7 +4,9 @@ The references in ``tests/data/nnunet_v1_reference`` were made by nnunet 1.7.1's
 (``make_reference.py``, README there): v1 result folders with the plans of v1's
 ``ExperimentPlanner3D_v21`` (shrunk network) and random weights saved by ``nnUNetTrainerV2``, and
 ``predict_from_folder`` outputs on one phantom stored RAS, LPS-permuted and at 0.9 x 0.9 x 3 mm,
-padded with zeros so that the crop to the nonzero box removes something.
+padded with zeros so that the crop to the nonzero box removes something. Task901: one channel (T2w),
+two classes; Task902: two channels (T2w, T1w), three classes; Task903: two channels normalised by
+v1's ``CT`` and ``CT2`` with the planner's intensity properties.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ TASK = REF / "results" / "Task901_PVS"
 MODELS = ("nnUNetPlansv2.1", "nnUNetPlansv2.1_nomask", "nnUNetPlansv2.1_aniso")
 CASES = ("ras", "lps", "aniso")
 PKL = "model_final_checkpoint.model.pkl"
+#: two-channel folders (inputs ``<case>_T2w``, ``<case>_T1w``): name -> (task, plans)
+MULTI = {"2ch_3class": ("Task902_PVSWMH", "nnUNetPlansv2.1"), "2ch_ct_ct2": ("Task903_PVSCT", "nnUNetPlansv2.1_ct")}
 
 
 def _folder(plans: str) -> Path:
@@ -170,3 +174,116 @@ def test_predict_command_runs_a_v1_folder_exactly(tmp_path, capsys):
     img = nib.load(tmp_path / "out" / "lps_T2w" / "lps_T2w_mask.nii.gz")
     np.testing.assert_array_equal(np.asarray(img.dataobj), _reference(plans, "lps")[0])
     np.testing.assert_allclose(img.affine, nib.load(REF / "inputs" / "lps_T2w.nii.gz").affine)
+
+
+# ------------------------------------------------------------------------------ two-channel models
+def _multi_folder(model: str) -> Path:
+    task, plans = MULTI[model]
+    return REF / "results" / task / f"nnUNetTrainerV2__{plans}"
+
+
+def _channels(case: str) -> list[Path]:
+    return [REF / "inputs" / f"{case}_{contrast}.nii.gz" for contrast in ("T2w", "T1w")]
+
+
+def _multi_reference(model: str, case: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """v1's label map (X, Y, Z), its foreground probabilities (K - 1, X, Y, Z) and ``reference.json``."""
+    base = REF / "predictions" / "__".join(MULTI[model])
+    labels = np.asarray(nib.load(base / f"{case}.nii.gz").dataobj)
+    fg, pvs = base / f"{case}_fg.npz", base / f"{case}_pvs.npz"
+    prob = np.load(fg)["probability"] if fg.is_file() else np.load(pvs)["probability"][None]  # (K - 1, z, y, x)
+    return labels, prob.astype(np.float32).transpose(0, 3, 2, 1), json.loads((base / "reference.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def multi_models():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield {m: load_pretrained(str(_multi_folder(m)), device="cpu") for m in MULTI}
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("model", MULTI)
+def test_two_channel_models_match_nnunet_v1_predictor(multi_models, model, case):
+    labels_ref, fg_ref, args = _multi_reference(model, case)
+    pred = multi_models[model].predict(_channels(case), tta=args["tta"], step=args["step_size"])
+    labels = pred.label_map if pred.label_map is not None else pred.mask
+    probs = pred.class_probabilities[1:] if pred.class_probabilities is not None else pred.probabilities[None]
+    assert labels.shape == labels_ref.shape == pred.scan.shape and probs.shape == fg_ref.shape
+    agree = float((labels == labels_ref).mean())
+    assert agree >= 0.999, f"labels agree in {agree:.5f} of voxels"
+    for k in range(1, len(fg_ref) + 1):
+        a, b = labels == k, labels_ref == k
+        assert b.sum() > 100, "the reference has this class"  # the fixture's classes are not tied
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.999, f"class {k}"
+    np.testing.assert_allclose(probs, fg_ref, atol=1e-3)
+
+
+def test_two_channel_plans_are_read_per_channel(multi_models):
+    seg = multi_models["2ch_3class"]
+    p = seg.pipeline
+    assert p.channel_names == {"0": "T2w", "1": "T1w"} and seg.channel_names == ("T2w", "T1w")
+    assert p.normalization_schemes == ("nonCT", "nonCT") and p.use_mask_for_norm == (True, False)
+    assert seg.classes == {0: "background", 1: "label_1", 2: "label_2"}  # v1's plans keep no label names
+    assert seg.meta["nnunet_v1"]["use_mask_for_norm"] == [True, False]
+    ct = multi_models["2ch_ct_ct2"].pipeline
+    assert ct.normalization_schemes == ("CT", "CT2") and ct.use_mask_for_norm == (False, True)
+    with open(_multi_folder("2ch_ct_ct2") / "fold_0" / PKL, "rb") as f:
+        planned = pickle.load(f)["plans"]["dataset_properties"]["intensityproperties"]  # our own fixture
+    for c in (0, 1):
+        got = ct.intensity_properties[str(c)]
+        assert got["std"] == pytest.approx(planned[c]["sd"]) and got["mean"] == pytest.approx(planned[c]["mean"])
+        assert got["percentile_00_5"] == pytest.approx(planned[c]["percentile_00_5"])
+        assert got["percentile_99_5"] == pytest.approx(planned[c]["percentile_99_5"])
+
+
+def test_two_channel_input_is_checked(multi_models):
+    model = multi_models["2ch_3class"]
+    with pytest.raises(InputError, match=r"takes 2 input channel\(s\) \(T2w, T1w\), 1 given"):
+        model.predict(REF / "inputs" / "ras_T2w.nii.gz")
+    with pytest.raises(InputError, match=r"lps_T1w\.nii\.gz: channel grid .* differs from .*ras_T2w"):
+        model.predict([REF / "inputs" / "ras_T2w.nii.gz", REF / "inputs" / "lps_T1w.nii.gz"])
+
+
+def test_two_channel_bundle_round_trip(multi_models, tmp_path):
+    model = multi_models["2ch_ct_ct2"]
+    model.save_pretrained(tmp_path / "b")
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert config["nnunet"]["normalization_schemes"] == ["CT", "CT2"] and config["nnunet"]["version"] == 1
+    back = load_pretrained(str(tmp_path / "b"), device="cpu")
+    a, b = model.predict(_channels("aniso"), tta=False), back.predict(_channels("aniso"), tta=False)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+
+
+def _copy_multi(tmp_path: Path, model: str) -> Path:
+    dest = tmp_path / MULTI[model][0] / _multi_folder(model).name
+    shutil.copytree(_multi_folder(model), dest)
+    return dest
+
+
+def test_two_channel_folders_that_do_not_add_up_are_refused(tmp_path):
+    one = _copy_multi(tmp_path / "a", "2ch_3class")
+
+    def one_channel(p):
+        for key in ("normalization_schemes", "use_mask_for_norm", "modalities"):
+            p[key].pop(1)
+    _edit_plans(one / "fold_0" / PKL, one_channel)
+    with pytest.raises(InputError, match=r"model_final_checkpoint\.model: the weights take 2 input channel\(s\), the "
+                                         r"plans have 1 \(nonCT\)"):
+        import_nnunet_v1(one, device="cpu")
+    gap = _copy_multi(tmp_path / "b", "2ch_3class")
+    _edit_plans(gap / "fold_0" / PKL, lambda p: p["normalization_schemes"].update({2: p["normalization_schemes"].pop(1)}))
+    with pytest.raises(InputError, match=r"plans' normalization_schemes .* is not one entry per input channel 0, 1, \.\.\."):
+        import_nnunet_v1(gap, device="cpu")
+    ct = _copy_multi(tmp_path / "c", "2ch_ct_ct2")
+    _edit_plans(ct / "fold_0" / PKL, lambda p: p["dataset_properties"]["intensityproperties"].pop(1))
+    with pytest.raises(InputError, match=rf"fold_0/{PKL}: normalization 'CT2' needs the plans' "
+                                         r"dataset_properties\['intensityproperties'\] \(.* of channel 1\)"):
+        import_nnunet_v1(ct, device="cpu")
+    with pytest.raises(InputError, match=r"has 2 input channels \(T2w, T1w\): approximate mode \(fine-tuning\) takes "
+                                         r"single-channel models only"):
+        import_nnunet_v1(_multi_folder("2ch_3class"), device="cpu", mode="approximate")
