@@ -25,12 +25,14 @@ Two modes:
   :class:`~mednet_pvs.data.nnunet_preprocessing.NnUNetPipeline` (``version=1``) runs nnU-Net v1's
   predictor step for step: the stored voxel array (never reoriented, as v1), ``transpose_forward``,
   crop to the nonzero box, resampling to ``plans_per_stage[stage]['current_spacing']`` (order 3,
-  v1's separate-z rule), *then* the plans' normalisation (``nonCT`` inside the resampled nonzero
-  mask when ``use_mask_for_norm``, else over the whole crop), v1's sliding window (softmax
+  v1's separate-z rule), *then* the plans' normalisation, each input channel by its own scheme
+  (``nonCT`` inside the resampled nonzero mask when its ``use_mask_for_norm``, else over the whole
+  crop; ``CT``/``CT2`` with its ``intensityproperties``), v1's sliding window (softmax
   averaged over mirrorings over all three axes, Gaussian of maximum 1), folds' softmax averaged,
   v1's export. Checked against nnunet 1.7.1's ``predict_from_folder`` in
-  ``tests/inference/test_nnunet_v1_exact.py``.
-- ``mode="approximate"``: the project's own pipeline (:class:`~mednet_pvs.inference.PVSModel`:
+  ``tests/inference/test_nnunet_v1_exact.py`` (one and two channels, two and three classes).
+  Several channels: one file each, in the plans' modality order (``model.predict([t2w, t1w])``).
+- ``mode="approximate"`` (single-channel folders only): the project's own pipeline (:class:`~mednet_pvs.inference.PVSModel`:
   TorchIO preprocessing, so it can be fine-tuned). Target spacing and patch from the plans;
   z-score inside the nonzero mask; B-spline resampling after normalising; the scan reoriented to
   :func:`network_orientation` of the orientation the training scans were stored in
