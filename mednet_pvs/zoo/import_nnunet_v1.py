@@ -447,8 +447,10 @@ def v1_pipeline(plans: V1Plans, pkl: Path) -> Any:
     """The :class:`~mednet_pvs.data.nnunet_preprocessing.NnUNetPipeline` (``version=1``) of a trainer's plans."""
     from mednet_pvs.data.nnunet_preprocessing import NnUNetPipeline
 
-    channels = {str(c): plans.modalities.get(str(c), "image" if plans.n_channels == 1 else f"channel_{c}")
-                for c in range(plans.n_channels)}
+    given = [plans.modalities.get(str(c), "image" if plans.n_channels == 1 else f"channel_{c}")
+             for c in range(plans.n_channels)]
+    # v1 lets modalities repeat ({0: "CT", 1: "CT"}); channel names must not (``--channel NAME=path``)
+    channels = {str(c): f"{n}_{c:04d}" if given.count(n) > 1 else n for c, n in enumerate(given)}
     names = ["PVS"] if plans.num_classes == 1 else [f"label_{k}" for k in range(1, plans.num_classes + 1)]
     export = plans.export_params or {"order": 1, "order_z": 0, "force_separate_z": None}
     try:

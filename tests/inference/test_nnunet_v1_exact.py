@@ -231,6 +231,7 @@ def test_two_channel_plans_are_read_per_channel(multi_models):
     assert seg.meta["nnunet_v1"]["use_mask_for_norm"] == [True, False]
     ct = multi_models["2ch_ct_ct2"].pipeline
     assert ct.normalization_schemes == ("CT", "CT2") and ct.use_mask_for_norm == (False, True)
+    assert ct.channel_names == {"0": "CT_0000", "1": "CT_0001"}  # v1's modalities {0: CT, 1: CT}, made unique
     with open(_multi_folder("2ch_ct_ct2") / "fold_0" / PKL, "rb") as f:
         planned = pickle.load(f)["plans"]["dataset_properties"]["intensityproperties"]  # our own fixture
     for c in (0, 1):
@@ -287,3 +288,22 @@ def test_two_channel_folders_that_do_not_add_up_are_refused(tmp_path):
     with pytest.raises(InputError, match=r"has 2 input channels \(T2w, T1w\): approximate mode \(fine-tuning\) takes "
                                          r"single-channel models only"):
         import_nnunet_v1(_multi_folder("2ch_3class"), device="cpu", mode="approximate")
+
+
+def test_predict_command_runs_a_two_channel_v1_folder(tmp_path, capsys):
+    import torch
+
+    from mednet_pvs.cli.main import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # channels given out of order: put in the plans' order (T2w, T1w) by name
+        code = main(["predict", "-m", str(_multi_folder("2ch_3class")), "--channel", f"T1w={_channels('lps')[1]}",
+                     "--channel", f"T2w={_channels('lps')[0]}", "-o", str(tmp_path / "out"), "--regions", "none",
+                     "--no-tta"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, capsys.readouterr().err
+    img = nib.load(tmp_path / "out" / "lps_T2w" / "lps_T2w_classes.nii.gz")
+    np.testing.assert_array_equal(np.asarray(img.dataobj), _multi_reference("2ch_3class", "lps")[0])
+    np.testing.assert_allclose(img.affine, nib.load(_channels("lps")[0]).affine)
