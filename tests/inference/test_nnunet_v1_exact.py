@@ -43,14 +43,19 @@ def _reference(plans: str, case: str) -> tuple[np.ndarray, np.ndarray]:
     return labels, prob.transpose(2, 1, 0)
 
 
-@pytest.fixture(scope="module")
-def models():
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # module scope, autouse: set before the module-scoped model fixtures load
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same numbers; on a loaded 2-core machine much faster than two
-    yield {plans: load_pretrained(str(_folder(plans)), device="cpu") for plans in MODELS}
+    yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {plans: load_pretrained(str(_folder(plans)), device="cpu") for plans in MODELS}
 
 
 @pytest.mark.slow
@@ -197,12 +202,7 @@ def _multi_reference(model: str, case: str) -> tuple[np.ndarray, np.ndarray, dic
 
 @pytest.fixture(scope="module")
 def multi_models():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield {m: load_pretrained(str(_multi_folder(m)), device="cpu") for m in MULTI}
-    torch.set_num_threads(threads)
+    return {m: load_pretrained(str(_multi_folder(m)), device="cpu") for m in MULTI}
 
 
 @pytest.mark.parametrize("case", CASES)
