@@ -322,6 +322,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--step must be in [0.1, 1], not {args.step}")
     if args.step is None and args.quick:
         args.step = QUICK["step"]
+    if args.anatomy is None:
+        args.anatomy = QUICK["anatomy"] if args.quick else "mni"
     return args
 
 
@@ -336,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     contrasts = args.contrasts or (QUICK["contrasts"] if args.quick else HELDOUT_CONTRASTS)
     resolutions = args.resolutions or (QUICK["resolutions"] if args.quick else tuple(RESOLUTIONS))
-    anatomy = args.anatomy or (QUICK["anatomy"] if args.quick else "mni")
+    anatomy = args.anatomy
     groups = heldout_groups(contrasts, resolutions, legacy=not args.no_legacy)
     cases = heldout_cases(groups, args.cases)
     names = args.models or default_models()

@@ -163,5 +163,7 @@ def test_bench_options_brain_mask_policy_and_quick():
     args = b.parse(["--quick", "--give-brainmask", "--cases", "2", "--models", "frangi", "--save", "x"])
     assert args.quick and args.give_brainmask and args.cases == 2 and args.step == 1.0 and args.models == ["frangi"]
     assert b.parse(["--step", "0.5", "--quick"]).step == 0.5 and b.parse([]).step is None
+    assert b.parse([]).anatomy == "mni" and b.parse(["--quick"]).anatomy == "procedural"
+    assert b.parse(["--anatomy", "procedural"]).anatomy == "procedural" and b.parse(["--quick", "--anatomy", "mni"]).anatomy == "mni"
     with pytest.raises(SystemExit):
         b.parse(["--cases", "0"])
