@@ -54,7 +54,8 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
     meta = {**entry.meta(), "training": training, "metrics_note": METRICS_NOTE,
             "run": {k: model.meta.get("training", {}).get(k) for k in ("epoch", "global_step", "checkpoint")},
             "run_val_metrics": model.meta.get("metrics", {})}
-    return PVSModel(model.networks, model.network, model.preprocessing, inf, name=name, meta=meta, device="cpu")
+    return PVSModel(model.networks, model.network, model.preprocessing, inf, name=name, meta=meta, device="cpu",
+                    labels=model.labels)  # the run's classes (background/brain/PVS for the any-contrast model)
 
 
 def main(argv: list[str] | None = None) -> int:

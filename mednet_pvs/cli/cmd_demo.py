@@ -11,7 +11,7 @@ from mednet_pvs.cli.options import MODEL, OUT, choices, plain
 # The values the library accepts (tests/cli/test_cli_names.py checks them against
 # mednet_pvs.synth.phantom_config and mednet_pvs.inference.backends, not imported here: --help stays fast).
 Anatomy = choices("Anatomy", ("mni", "procedural"))
-Contrast = choices("Contrast", ("T2w", "T1w"))
+Contrast = choices("Contrast", ("T2w", "T1w", "FLAIR", "PD", "any"))
 Backend = choices("Backend", ("torch", "onnxruntime", "auto"))
 
 
@@ -21,9 +21,13 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("demo_out"), *OUT, help="Folder for the phantom, the mask, stats and pictures."),
         seed: int = typer.Option(0, "--seed", min=0, help="Phantom seed."),
         anatomy: Anatomy = typer.Option("mni", "--anatomy", case_sensitive=False, help="mni (full brain at 1 mm) or procedural (64^3, fast)."),
-        contrast: Contrast = typer.Option("T2w", "--contrast", case_sensitive=False, help="T2w (PVS bright) or T1w (PVS dark)."),
+        contrast: Contrast = typer.Option("T2w", "--contrast", case_sensitive=False,
+                                          help="T2w (PVS bright), T1w (PVS dark): the per-contrast models; FLAIR, PD or any "
+                                               "(a random contrast): the any-contrast model."),
+        head: bool = typer.Option(False, "--head", help="A whole head (skull, scalp, eyes, neck) instead of a skull-stripped "
+                                                       "brain: the any-contrast model finds the brain itself."),
         model: str = typer.Option("auto", *MODEL,
-                                  help="Model to segment with: auto (the bundled model of the contrast), a zoo name or folder, or none."),
+                                  help="Model to segment with: auto (the bundled model of the contrast, or the any-contrast model), a zoo name or folder, or none."),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
         backend: Backend = typer.Option("torch", "--backend", case_sensitive=False, help="Where the network runs: torch, onnxruntime (CPU; pip install 'mednet-pvs[onnx]') or auto."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress; only the summary."),
@@ -38,7 +42,7 @@ def register(app: typer.Typer) -> None:
         check_output_dir(out)
         show = progress_display(Console(stderr=True, soft_wrap=True), 1, quiet=quiet)
         with show:
-            result = run_demo(out, seed, anatomy=plain(anatomy), contrast=plain(contrast),
+            result = run_demo(out, seed, anatomy=plain(anatomy), contrast=plain(contrast), head=head,
                               model=None if model.lower() == "none" else model, device=device, backend=plain(backend),
                               progress=None if quiet else (lambda done, total: show.tile("phantom", done, total)))
         for line in result.summary_lines():

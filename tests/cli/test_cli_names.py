@@ -101,7 +101,11 @@ def test_choices_are_the_ones_the_library_accepts():
 
     got = {(n, p.opts[-1]): _choices(p) for n, c in _commands().items() for p in _options(c) if _choices(p)}
     assert got["synth", "--anatomy"] == got["demo", "--anatomy"] == list(ANATOMIES)
-    assert got["synth", "--contrast"] == list(CONTRASTS) and set(got["demo", "--contrast"]) < set(CONTRASTS)
+    from mednet_pvs.demo import DEMO_CONTRASTS
+    from mednet_pvs.synth.domain import CONTRAST_CHOICES
+
+    assert got["synth", "--contrast"] == list(CONTRASTS)
+    assert got["demo", "--contrast"] == list(DEMO_CONTRASTS) and set(DEMO_CONTRASTS) < set(CONTRAST_CHOICES)
     assert got["demo", "--backend"] == list(BACKENDS)
     assert got["finetune", "--augmentation"] == list(PRESETS)
     assert got["finetune", "--logger"] and set(got["finetune", "--logger"]) == set(get_args(LoggerName))
@@ -110,7 +114,7 @@ def test_choices_are_the_ones_the_library_accepts():
 
 
 @pytest.mark.parametrize("argv, option", [
-    (["demo", "--contrast", "PD"], "--contrast"),
+    (["demo", "--contrast", "DWI"], "--contrast"),
     (["synth", "-o", "{tmp}", "--anatomy", "moon"], "--anatomy"),
     (["fit-frangi", "-i", "{tmp}", "-o", "{tmp}", "--contrast", "DWI"], "--contrast"),
     (["finetune", "-m", "x", "-i", "{tmp}", "-o", "{tmp}", "--logger", "mlflow"], "--logger"),

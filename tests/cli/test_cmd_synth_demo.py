@@ -96,3 +96,47 @@ def test_demo_shows_tile_progress_unless_quiet(tmp_path, capsys, monkeypatch):
     assert "phantom: 2/8 tiles" in err and "s left" in err
     assert main(["demo", "--out", str(tmp_path / "b"), "--anatomy", "procedural", "-q"]) == 0
     assert " tiles, " not in capsys.readouterr().err
+
+
+def test_demo_whole_head_flair_goes_to_the_any_contrast_model_without_a_brain_mask(tmp_path, capsys, monkeypatch):
+    """``--contrast FLAIR --head``: a whole-head domain phantom, segmented by mednet-pvs-synth-any
+    from the image alone (the model finds the brain; its brain-mask Dice is printed)."""
+    from mednet_pvs.inference import PVSModel
+
+    given = []
+    real = PVSModel.predict
+
+    def predict(self, image, *, brainmask=None, **kw):
+        given.append(brainmask)
+        return real(self, image, brainmask=brainmask, **kw)
+
+    monkeypatch.setattr(PVSModel, "predict", predict)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--anatomy", "procedural", "--contrast", "flair", "--head", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "whole head" in text and "segmented with mednet-pvs-synth-any" in text and given == [None]
+    brain = float(re.search(r"brain mask found by the model: Dice (\d\.\d{3})", text).group(1))
+    assert brain >= 0.8  # measured 0.9x on this phantom; the issue's target (0.95 on average) is checked elsewhere
+    meta = json.loads((out / "phantom.json").read_text())
+    assert meta["whole_head"] is True and meta["contrast_kind"] == "FLAIR"
+    image, mask = nib.load(out / "phantom_FLAIR.nii.gz"), nib.load(out / "phantom_mask.nii.gz")
+    assert mask.shape == image.shape and np.allclose(mask.affine, image.affine)
+    brainmask = nib.load(out / "phantom_brainmask.nii.gz").get_fdata() > 0
+    assert (~brainmask).sum() > brainmask.sum() / 2  # a head: much of the field of view is outside the brain
+
+
+@pytest.mark.parametrize("contrast, head, model", [("T2w", False, "mednet-pvs-synth-t2w"), ("T1w", True, "mednet-pvs-synth-any"),
+                                                   ("PD", False, "mednet-pvs-synth-any"), ("any", False, "mednet-pvs-synth-any")])
+def test_demo_model_for_each_contrast_and_head(contrast, head, model):
+    from mednet_pvs.demo import demo_model_name
+
+    assert demo_model_name(contrast, head) == model
+
+
+def test_demo_contrast_outside_the_list_is_a_config_error(tmp_path):
+    from mednet_pvs.demo import run_demo
+    from mednet_pvs.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="demo contrast must be one of"):
+        run_demo(tmp_path / "x", contrast="DWI", model=None)
+    assert not (tmp_path / "x").exists()
