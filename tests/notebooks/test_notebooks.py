@@ -30,7 +30,7 @@ MODEL = os.environ.get("MEDNET_NB_MODEL") or "mednet-pvs-synth-t2w"
 TINY_PHANTOM = {"anatomy": "procedural", "shape": (64, 64, 64), "contrast": "T2w", "burden": 2}
 #: Per notebook, the parameters the tests inject (the notebook's defaults are for real use).
 TINY: dict[str, dict[str, Any]] = {
-    "01_quickstart.ipynb": {"MODEL": MODEL, "PHANTOM": TINY_PHANTOM, "TTA": False, "OUT": "out01"},
+    "01_quickstart.ipynb": {"MODEL": MODEL, "PHANTOM": TINY_PHANTOM, "TTA": False, "OUT": "out01", "HEAD_ANATOMY": "procedural"},
     "02_finetune_local_cohort.ipynb": {
         "MODEL": MODEL, "N_CASES": 4, "PHANTOM": {**TINY_PHANTOM, "contrast": "T1w"}, "SPLIT_FRACTIONS": (0.5, 0.25, 0.25),
         "EPOCHS": 1, "STEPS_PER_EPOCH": 2, "PATCH_SIZE": 32, "SAMPLES_PER_VOLUME": 2, "AUGMENTATION": "none",

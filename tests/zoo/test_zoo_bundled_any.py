@@ -38,3 +38,36 @@ def test_any_contrast_bundle_is_small_float16_offline_and_finds_the_brain(monkey
     card = (folder / "README.md").read_text()
     for fig in entry.validation:
         assert f"{fig.value:.3f}" in card, fig
+
+
+#: Two unseen held-out phantoms (index 2 of their groups: the benchmark scores 0 and 1, the
+#: threshold was fitted on the groups' fit cases), procedural anatomy: (contrast, resolution, head).
+CI_CASES = (("FLAIR", "1mm", True), ("T2w", "thick", False))
+#: Regression floors, about 0.1 under what the shipped model measured on these two cases (PVS voxel
+#: Dice, brain-mask Dice; None: not checked). NOT the issue's target: issue 15 asks for PVS voxel
+#: Dice >= 0.7 on both; the interim model measured FLAIR whole head 0.596 (brain 0.946) and T2w
+#: 1x1x5 mm slices 0.070 (brain 0.966; 47 labelled PVS voxels on the 5 mm grid), so the thick-slice
+#: case checks the brain mask only.
+FLOORS = {"FLAIR-1mm-head": (0.5, 0.85), "T2w-thick-stripped": (None, 0.85)}
+
+
+@pytest.mark.slow
+def test_any_contrast_model_on_two_unseen_phantoms(figures):
+    from mednet_pvs.analysis import case_metrics
+    from mednet_pvs.analysis.metrics import voxel_metrics
+    from mednet_pvs.synth.heldout import heldout_case, heldout_groups, make_heldout_case
+
+    model = load_pretrained(NAME, device="cpu")
+    lines = []
+    for contrast, res, head in CI_CASES:
+        group = next(g for g in heldout_groups((contrast,), (res,)) if g.head == head)
+        ph = make_heldout_case(heldout_case(group, 2), anatomy="procedural")
+        pred = model.predict((ph.image, ph.affine))  # the image alone: the model finds the brain
+        assert pred.mask.shape == ph.image.shape
+        pvs = case_metrics(pred.mask, ph.label, ph.affine)["dice"]
+        brain = voxel_metrics(pred.brainmask > 0, ph.brainmask > 0)["dice"]
+        key = f"{contrast}-{res}-{'head' if head else 'stripped'}"
+        lines.append(f"{key}: PVS voxel Dice {pvs:.3f}, brain-mask Dice {brain:.3f} (issue 15 target: PVS >= 0.7)")
+        floor_pvs, floor_brain = FLOORS[key]
+        assert (floor_pvs is None or pvs >= floor_pvs) and brain >= floor_brain, lines[-1]
+    figures(f"{NAME} on two unseen held-out phantoms:", "\n".join(lines))

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Fit the any-contrast model's PVS probability threshold on the held-out set's *fit* cases.
+
+    .venv/bin/python benchmarks/fit_threshold_synth_any.py [--model mednet-pvs-synth-any] [--threads 2]
+
+Each group's ``fit_case`` (a seed block of its own, never scored by ``bench_synth_any.py``; the
+whole-head groups share the skull-stripped group's case) is made on the procedural anatomy,
+predicted once (tile step 1.0, as the benchmark), and its PVS probability map thresholded at each
+candidate; the threshold with the best mean voxel Dice over the groups is printed (then shipped
+with ``zoo/build_bundled.py ... --threshold T --write``). Writes
+``benchmarks/results/synth_any_threshold_fit.txt``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+OUT = Path(__file__).resolve().parent / "results" / "synth_any_threshold_fit.txt"
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    n = int(a.sum()) + int(b.sum())
+    return float("nan") if n == 0 else 2.0 * int((a & b).sum()) / n
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="mednet-pvs-synth-any")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    import torch
+
+    from mednet_pvs import load_pretrained
+    from mednet_pvs.synth.heldout import fit_case, heldout_groups, make_heldout_case
+
+    torch.set_num_threads(args.threads)
+    model = load_pretrained(args.model, device="cpu")
+    lines = [f"PVS threshold fit of {args.model} on the held-out fit cases (procedural anatomy, tile step 1.0)",
+             "group                      seed     PVS voxels  " + " ".join(f"{t:>5}" for t in THRESHOLDS) + "   s"]
+    table = []
+    for g in heldout_groups():
+        case = fit_case(g)
+        ph = make_heldout_case(case, anatomy="procedural")
+        t0 = time.perf_counter()
+        probs = model.predict((ph.image, ph.affine), step=1.0).probabilities
+        truth = ph.label > 0
+        row = [dice(probs > t, truth) for t in THRESHOLDS]
+        table.append(row)
+        lines.append(f"{g.name:26s} {case.seed:8d} {int(truth.sum()):10d}  " + " ".join(f"{v:5.3f}" for v in row)
+                     + f" {time.perf_counter() - t0:4.0f}")
+        print(lines[-1], flush=True)
+    mean = np.nanmean(np.asarray(table), axis=0)
+    best = THRESHOLDS[int(np.nanargmax(mean))]
+    lines += ["mean over groups           " + " " * 20 + " ".join(f"{v:5.3f}" for v in mean), f"best threshold: {best}",
+              f"command: {' '.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}"]
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[-3:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
