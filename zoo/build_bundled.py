@@ -39,6 +39,12 @@ METRICS_NOTE = ("Measured by `zoo/build_bundled.py` on synthetic phantoms this m
                 "Synthetic figures say nothing about real scans.")
 
 
+ANY_METRICS_NOTE = ("Measured by `benchmarks/bench_synth_any.py --anatomy procedural --step 1.0` on the held-out set "
+                    "(mednet_pvs.synth.heldout: seeds from 7,000,000, never in training), one case per group, from the "
+                    "image alone; the PVS threshold was fitted on the groups' separate fit cases "
+                    "(`benchmarks/fit_threshold_synth_any.py`). Synthetic figures say nothing about real scans.")
+
+
 def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None) -> PVSModel:
     model = PVSModel.from_pretrained(run_model, device="cpu")
     changes: dict = {"mirror_axes": [] if mirror == "none" else [int(a) for a in mirror.split(",")]}
@@ -51,7 +57,8 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
     run = model.meta.get("training", {})
     # what fine-tuning reads back (lr, optimiser, deep-supervision targets) next to the entry's record
     training = {**entry.meta().get("training", {}), **{k: run[k] for k in ("optimizer", "lr", "target_downsampling") if k in run}}
-    meta = {**entry.meta(), "training": training, "metrics_note": METRICS_NOTE,
+    note = ANY_METRICS_NOTE if entry.contrast == "any" else METRICS_NOTE
+    meta = {**entry.meta(), "training": training, "metrics_note": note,
             "run": {k: model.meta.get("training", {}).get(k) for k in ("epoch", "global_step", "checkpoint")},
             "run_val_metrics": model.meta.get("metrics", {})}
     return PVSModel(model.networks, model.network, model.preprocessing, inf, name=name, meta=meta, device="cpu",

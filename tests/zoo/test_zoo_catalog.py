@@ -93,7 +93,7 @@ def test_list_models_and_lookup():
     assert table.loc["mednet-pvs-t2w", "validation"] == "voxel Dice WM 0.88"
     assert table.loc["mednet-pvs-t1w", "regions"] == "WM, BG"
     assert list(list_models("mednet-pvs-t*").index) == ["mednet-pvs-t1w", "mednet-pvs-t2w"]
-    assert list(list_models("*synth*").index) == ["mednet-pvs-synth-t1w", "mednet-pvs-synth-t2w"]
+    assert list(list_models("*synth*").index) == ["mednet-pvs-synth-any", "mednet-pvs-synth-t1w", "mednet-pvs-synth-t2w"]
     assert table.loc["mednet-pvs-synth-t2w", "weights"] == "bundled with the package"
     assert get_entry("frangi").name == "frangi-t2w"  # alias
     with pytest.raises(ConfigError, match=r"unknown model 'mednet-pvs-t3w'\. Did you mean mednet-pvs-t2w.*Known models: frangi-flair"):
