@@ -23,11 +23,6 @@ THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
 OUT = Path(__file__).resolve().parent / "results" / "synth_any_threshold_fit.txt"
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    n = int(a.sum()) + int(b.sum())
-    return float("nan") if n == 0 else 2.0 * int((a & b).sum()) / n
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mednet-pvs-synth-any")
@@ -37,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from mednet_pvs import load_pretrained
+    from mednet_pvs.analysis.metrics import voxel_metrics
     from mednet_pvs.synth.heldout import fit_case, heldout_groups, make_heldout_case
 
     torch.set_num_threads(args.threads)
@@ -50,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         probs = model.predict((ph.image, ph.affine), step=1.0).probabilities
         truth = ph.label > 0
-        row = [dice(probs > t, truth) for t in THRESHOLDS]
+        row = [voxel_metrics(probs > t, truth)["dice"] for t in THRESHOLDS]
         table.append(row)
         lines.append(f"{g.name:26s} {case.seed:8d} {int(truth.sum()):10d}  " + " ".join(f"{v:5.3f}" for v in row)
                      + f" {time.perf_counter() - t0:4.0f}")

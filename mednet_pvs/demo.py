@@ -24,7 +24,9 @@ from mednet_pvs.errors import ConfigError
 DEMO_DEFAULTS: dict[str, Any] = {"anatomy": "mni", "spacing": 1.0, "contrast": "T2w", "burden": 2}
 #: contrasts the demo makes (``any``: a random contrast of the domain generator)
 DEMO_CONTRASTS = ("T2w", "T1w", "FLAIR", "PD", "any")
-#: the bundled any-contrast model (PVS and a brain mask)
+#: contrasts with a per-contrast bundled model (skull-stripped phantoms of the per-contrast generator)
+PER_CONTRAST = ("T2w", "T1w")
+#: the bundled any-contrast model (PVS and a brain mask): every other contrast, and whole heads
 ANY_MODEL = "mednet-pvs-synth-any"
 
 
@@ -74,7 +76,7 @@ class DemoResult:
 def demo_model_name(contrast: str, head: bool = False) -> str:
     """The bundled zoo model the demo segments a ``contrast`` phantom with: the per-contrast model of
     a skull-stripped T2w/T1w phantom, else the any-contrast model."""
-    if head or contrast not in ("T2w", "T1w"):
+    if head or contrast not in PER_CONTRAST:
         return ANY_MODEL
     return f"mednet-pvs-synth-{contrast.lower()}"
 
@@ -110,7 +112,7 @@ def run_demo(out: str | os.PathLike = "demo_out", seed: int = 0, *, anatomy: str
     contrast = str(settings["contrast"])
     if contrast not in DEMO_CONTRASTS:
         raise ConfigError(f"demo contrast must be one of {', '.join(DEMO_CONTRASTS)}, not {contrast!r}")
-    domain = head or contrast not in ("T2w", "T1w")
+    domain = head or contrast not in PER_CONTRAST
     ph = _domain_phantom(contrast, head, anatomy, seed) if domain else make_phantom(seed=seed, **settings)
     out = Path(out)
     paths = ph.save(out, name)
