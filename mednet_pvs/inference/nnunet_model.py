@@ -23,7 +23,8 @@ stitched, in float32, weighted by a Gaussian of sigma = patch / 8 scaled to a ma
 weighting when one tile covers the volume); folds: the softmax summed and divided by their number.
 
 Both windows run the network on one input per call, as nnU-Net (``predict(strict=True)``, the
-default); ``strict=False`` groups tiles and mirrored copies into batches (:func:`tile_predictions`,
+default), on the CPU with :class:`~mednet_pvs.inference.exact_conv.ExactSlowConv3d` (PyTorch's direct
+3D convolution bit for bit, with a faster column copy); ``strict=False`` groups tiles and mirrored copies into batches (:func:`tile_predictions`,
 up to :data:`MAX_BATCH`), which on the CPU makes PyTorch use oneDNN's convolution instead of its
 direct kernel: ~3x faster on one thread, labels identical on every fixture, probabilities up to
 ~2e-3 apart (float16 accumulation turns the kernels' ~1e-5 differences into that).

@@ -12,6 +12,7 @@ from mednet_pvs.inference.exact_conv import ExactSlowConv3d, slow3d_conv
 @pytest.fixture(autouse=True)
 def _fresh_verification(monkeypatch):
     monkeypatch.setattr(exact_conv, "_VERIFIED", {})
+    monkeypatch.setattr(exact_conv, "FASTER", 1e9)  # routing under test here, not this machine's timing
 
 
 @pytest.fixture
@@ -59,8 +60,20 @@ def test_mode_takes_only_what_pytorch_sends_to_slow3d(one_thread, monkeypatch):
         with ExactSlowConv3d():
             first, second, other = conv_small(small), conv_small(small), conv_big(big)
     assert torch.equal(first, ref_small) and torch.equal(second, ref_small) and torch.equal(other, ref_big)
-    assert calls == [small.shape, small.shape]  # first call: checked against PyTorch; second: ours only
+    assert calls == [small.shape] * 3  # first call: compared, then timed; second: ours
     assert list(exact_conv._VERIFIED.values()) == [True]
+
+
+def test_a_signature_that_is_not_faster_goes_back_to_pytorch(one_thread, monkeypatch):
+    monkeypatch.setattr(exact_conv, "FASTER", 0.0)
+    calls = []
+    real = exact_conv.slow3d_conv
+    monkeypatch.setattr(exact_conv, "slow3d_conv", lambda *a, **k: calls.append(1) or real(*a, **k))
+    conv, x = torch.nn.Conv3d(4, 4, 3, padding=1), torch.randn(1, 4, 8, 8, 8)
+    with torch.inference_mode(), ExactSlowConv3d():
+        for _ in range(3):
+            conv(x)
+    assert len(calls) == 2 and list(exact_conv._VERIFIED.values()) == [False]
 
 
 def test_mode_leaves_training_alone(one_thread, monkeypatch):
