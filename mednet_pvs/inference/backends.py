@@ -66,6 +66,7 @@ import torch
 from torch import nn
 
 from mednet_pvs.errors import ConfigError
+from mednet_pvs.inference.onnx_graph import GRAPH_REWRITES, rewrite
 from mednet_pvs.io import atomic_path, write_json
 
 #: the backends ``use_backend``/``--backend`` accept (``auto``: onnxruntime on the CPU where installed)
@@ -232,7 +233,8 @@ def cache_key(weights_sha256: str, net: nn.Module, channels: int, patch: Sequenc
 
     return {"format": "onnx", "weights_sha256": weights_sha256, "in_channels": int(channels),
             "patch_size": [int(p) for p in patch], "network_source_sha256": _source_digest(net),
-            "torch": torch.__version__, **{name: version(name) for name in _ONNX_PACKAGES}, "opset": OPSET}
+            "torch": torch.__version__, **{name: version(name) for name in _ONNX_PACKAGES}, "opset": OPSET,
+            "graph_rewrites": GRAPH_REWRITES}
 
 
 def _key_name(key: dict[str, Any]) -> str:
@@ -260,6 +262,11 @@ def export_onnx(net: nn.Module, channels: int, patch: Sequence[int], path: Path)
             torch.onnx.export(wrapped, (x,), str(tmp), dynamo=True, opset_version=OPSET, input_names=["x"],
                               output_names=["logits"], dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
                               external_data=False, verbose=False)
+            import onnx
+
+            graph = onnx.load(str(tmp))
+            rewrite(graph)  # GELU fused, GroupNorm(C, C) folded: what ONNX Runtime's optimiser misses
+            onnx.save(graph, str(tmp))
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - the exporter's many failure types: one line
