@@ -82,11 +82,11 @@ def columns(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], paddi
     else:
         x = x.contiguous()
     c, d, h, w = x.shape
+    if tuple(kernel) == (1, 1, 1) and tuple(stride) == (1, 1, 1):
+        return x.reshape(c, -1)
     out = [(n - k) // s + 1 for n, k, s in zip((d, h, w), kernel, stride)]
     sc, sd, sh, sw = x.stride()
     view = x.as_strided((c, *kernel, *out), (sc, sd, sh, sw, sd * stride[0], sh * stride[1], sw * stride[2]))
-    if tuple(kernel) == (1, 1, 1) and tuple(stride) == (1, 1, 1):
-        return x.reshape(c, -1)
     cols = buffers.get((c * kernel[0] * kernel[1] * kernel[2], out[0] * out[1] * out[2]))
     cols.view(view.shape).copy_(view)
     return cols
