@@ -22,8 +22,8 @@ Only calls PyTorch itself would send to ``Slow3d`` are taken (``torch._C._select
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -53,8 +53,11 @@ class _Buffers:
     def __init__(self) -> None:
         self._store: dict[tuple, torch.Tensor] = {}
 
-    def get(self, shape: tuple[int, ...], *, zeros: bool = False) -> torch.Tensor:
-        key = (shape, zeros)
+    def get(self, shape: tuple[int, ...], *, zeros_around: tuple[int, ...] | None = None) -> torch.Tensor:
+        """A (C, ...) scratch tensor of ``shape``; ``zeros_around``: the padding of a zero-bordered
+        one (part of the key: another padding of the same shape would find stale borders)."""
+        zeros = zeros_around is not None
+        key = (shape, zeros_around)
         buf = self._store.get(key)
         if buf is None:
             buf = self._store[key] = torch.zeros(shape) if zeros else torch.empty(shape)
@@ -76,7 +79,7 @@ def columns(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], paddi
     buffers = buffers or _Buffers()
     c, d, h, w = x.shape
     if any(padding):  # the borders of this buffer are never written: they stay zero
-        padded = buffers.get((c, d + 2 * padding[0], h + 2 * padding[1], w + 2 * padding[2]), zeros=True)
+        padded = buffers.get((c, d + 2 * padding[0], h + 2 * padding[1], w + 2 * padding[2]), zeros_around=tuple(padding))
         padded[:, padding[0]:padding[0] + d, padding[1]:padding[1] + h, padding[2]:padding[2] + w] = x
         x = padded
     else:

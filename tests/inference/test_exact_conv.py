@@ -112,3 +112,17 @@ def test_nnunet_exact_mode_runs_its_convolutions_here(one_thread, monkeypatch):
     model.predict(ref / "inputs" / "ras_T2w.nii.gz", tta=False)
     assert len(calls) > len(exact_conv._VERIFIED) > 0
     assert all(exact_conv._VERIFIED.values())
+
+
+def test_two_paddings_with_one_padded_shape_share_no_borders(one_thread):
+    """(8, 10, 8) padded (1, 0, 1) and (10, 8, 8) padded (0, 1, 1) are both 10^3 once padded: the
+    second must not find the first's values in its zero border."""
+    from mednet_pvs.inference.exact_conv import _Buffers
+
+    g = torch.Generator().manual_seed(1)
+    buffers = _Buffers()
+    w = torch.randn(2, 3, 3, 3, 3, generator=g)
+    for shape, pad in (((1, 3, 8, 10, 8), (1, 0, 1)), ((1, 3, 10, 8, 8), (0, 1, 1)), ((1, 3, 8, 10, 8), (1, 0, 1))):
+        x = torch.randn(shape, generator=g) + 5.0
+        ref = torch.ops.aten.slow_conv3d(x, w, [3, 3, 3], None, [1, 1, 1], list(pad))
+        assert torch.equal(slow3d_conv(x, w, None, (1, 1, 1), pad, buffers), ref)
