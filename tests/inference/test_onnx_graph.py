@@ -1,4 +1,5 @@
-"""onnx_graph: the exported GELU and GroupNorm(C, C) chains rewritten, outputs unchanged."""
+"""onnx_graph: the exported GELU and GroupNorm(C, C) chains and large depthwise 3D convolutions
+rewritten, outputs unchanged."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ from torch import nn
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from mednet_pvs.inference.onnx_graph import fold_group_norm, fuse_gelu, rewrite  # noqa: E402
+from mednet_pvs.inference.onnx_graph import fold_group_norm, fuse_gelu, rewrite, split_depthwise_conv  # noqa: E402
 
 
 class Tiny(nn.Module):
@@ -59,7 +60,7 @@ def test_rewrites_fuse_gelu_and_fold_one_group_per_channel_norms_only(tmp_path):
     ops_before = [n.op_type for n in model.graph.node]
     assert "Erf" in ops_before and ops_before.count("InstanceNormalization") == 2
     done = rewrite(model)
-    assert done == {"gelu": 1, "group_norm": 1}
+    assert done == {"depthwise": 0, "gelu": 1, "group_norm": 1}
     onnx.checker.check_model(model)
     ops = [n.op_type for n in model.graph.node]
     assert "Erf" not in ops and ops.count("Gelu") == 1
@@ -78,3 +79,46 @@ def test_the_export_writes_the_rewritten_graph(tmp_path):
     export_onnx(Tiny().eval(), 1, (8, 8, 8), path)
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert "Gelu" in ops and "Erf" not in ops
+
+
+class Depthwise(nn.Module):
+    """MedNeXt's depthwise convolutions: k5 (split), anisotropic (5, 7, 5) (split), k3 (kept: below
+    the size the split pays off), k5 with stride 2 (kept) and without bias (split)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.k5 = nn.Conv3d(3, 3, 5, padding=2, groups=3)
+        self.aniso = nn.Conv3d(3, 3, (5, 7, 5), padding=(2, 3, 2), groups=3)
+        self.k3 = nn.Conv3d(3, 3, 3, padding=1, groups=3)
+        self.down = nn.Conv3d(3, 3, 5, stride=2, padding=2, groups=3)
+        self.nobias = nn.Conv3d(3, 3, 5, padding=2, groups=3, bias=False)
+
+    def forward(self, x):
+        return self.nobias(self.down(self.k3(self.aniso(self.k5(x)))))
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_large_depthwise_convolutions_become_summed_2d_convolutions(tmp_path):
+    torch.manual_seed(0)
+    net = Depthwise().eval()
+    x = torch.randn(2, 3, 9, 8, 7)  # x, y, z all different: a wrong reshape cannot pass
+    path = tmp_path / "dw.onnx"
+    with torch.no_grad():
+        torch.onnx.export(net, (x,), str(path), dynamo=True, opset_version=18, input_names=["x"],
+                          output_names=["y"], external_data=False, verbose=False,
+                          dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+        ref = net(x).numpy()
+    model = onnx.load(str(path))
+    before = _run(model, x.numpy())
+    assert split_depthwise_conv(model) == 3
+    onnx.checker.check_model(model)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    kernels = sorted(tuple(a.ints) for n in convs for a in n.attribute if a.name == "kernel_shape")
+    # 5 + 5 + 5 planes of 2D kernels; the k3 and the strided k5 stay 3D
+    assert kernels == sorted([(5, 5)] * 10 + [(7, 5)] * 5 + [(3, 3, 3), (5, 5, 5)])
+    after = _run(model, x.numpy())
+    np.testing.assert_allclose(after, before, atol=1e-5)
+    np.testing.assert_allclose(after, ref, atol=1e-5)
+    single = _run(model, x.numpy()[:1])  # the batch stays dynamic
+    np.testing.assert_allclose(single, after[:1], atol=1e-6)
+    assert split_depthwise_conv(model) == 0
