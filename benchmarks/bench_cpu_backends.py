@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/bench_cpu_backends.py                       # everything below (~20 min on 2 cores)
     .venv/bin/python benchmarks/bench_cpu_backends.py --configs s_k3        # one configuration
+    .venv/bin/python benchmarks/bench_cpu_backends.py --configs l_k5 --rounds 3   # medians of 3 interleaved rounds
 
 Volume: ``make_phantom(PhantomConfig(anatomy="mni", spacing=1.0, contrast="T2w"), seed=0)`` (the
 whole 1 mm brain) through the bundled model's own preprocessing (TorchIO pipeline: RAS, crop to the
@@ -19,7 +20,8 @@ runs on the whole brain, the others on a central region of it; say so when quoti
 * ``l_k5``: MedNeXt-L k5 (registry, seeded random weights: speed only), 64^3 region (1 tile).
 * ``resenc_m``: nnU-Net ResEnc-M (registry, random weights, planned for 64^3), 96 x 96 x 64 region.
 
-Methods, interleaved within each configuration (order rotated per configuration), all on the same
+Methods, interleaved within each configuration (order rotated per configuration and per round;
+``--rounds N`` repeats them and reports medians and each round's ratio), all on the same
 network, volume, tiles of 64^3, step 0.5 / overlap 0.5, batch 2 and Gaussian weighting:
 
 * ``torch``: :func:`sliding_window_predict` with the networks (channels-last on CPU for MedNeXt),
@@ -235,7 +237,7 @@ def thread_check(bundled, cache: Path, out: list[str]) -> dict:
 
 
 def bench_config(name: str, image, mask, bundled, cache: Path, peak: dict, rotate: int, out: list[str],
-                 whole_monai: bool = False) -> dict:
+                 whole_monai: bool = False, rounds_n: int = 1) -> dict:
     from mednet_pvs.inference import SlidingWindowConfig
 
     tta = name.endswith("_tta")
@@ -258,18 +260,28 @@ def bench_config(name: str, image, mask, bundled, cache: Path, peak: dict, rotat
                "monai": lambda: run_monai(net, image, window)}
     if region is None and not whole_monai:
         del methods["monai"]
-    order = list(methods)[rotate % len(methods):] + list(methods)[:rotate % len(methods)]
-    results, outputs = {}, {}
-    for method in order:
-        with Measure() as m:
-            outputs[method] = methods[method]()
+    results, outputs, rounds = {}, {}, []
+    for rnd in range(max(1, rounds_n)):
+        k = (rotate + rnd) % len(methods)  # a new order each round: no method is always first or last
+        order = list(methods)[k:] + list(methods)[:k]
+        this = {}
+        for method in order:
+            with Measure() as m:
+                y = methods[method]()
+            outputs.setdefault(method, y)
+            this[method] = m
+            print(f"  {method:12s} {m.wall:7.1f} s wall {m.cpu:7.1f} s CPU  round {rnd + 1}  "
+                  f"peak RSS +{m.peak_gib:.2f} GiB  load {m.load0:.1f}->{m.load1:.1f}", flush=True)
+        rounds.append(this)
+    for method in methods:
+        ms = [r[method] for r in rounds]
+        wall, cpu = float(np.median([m.wall for m in ms])), float(np.median([m.cpu for m in ms]))
         tiles = count_tiles(image, None if method == "monai" else mask)
         fl = flops * tiles * passes
-        results[method] = {"wall_s": m.wall, "cpu_s": m.cpu, "peak_rss_growth_gib": m.peak_gib, "tiles": tiles,
-                           "passes": passes, "gflop": fl / 1e9, "gflops_wall": fl / m.wall / 1e9,
-                           "gflops_per_cpu_s": fl / m.cpu / 1e9, "load": [m.load0, m.load1]}
-        print(f"  {method:12s} {m.wall:7.1f} s wall {m.cpu:7.1f} s CPU  tiles {tiles:3d} x {passes}  "
-              f"peak RSS +{m.peak_gib:.2f} GiB  load {m.load0:.1f}->{m.load1:.1f}", flush=True)
+        results[method] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_growth_gib": max(m.peak_gib for m in ms), "tiles": tiles,
+                           "passes": passes, "gflop": fl / 1e9, "gflops_wall": fl / wall / 1e9,
+                           "gflops_per_cpu_s": fl / cpu / 1e9, "load": [ms[0].load0, ms[-1].load1],
+                           "rounds": [{"wall_s": m.wall, "cpu_s": m.cpu} for m in ms]}
     threshold = bundled.inference.threshold if name.startswith("s_k3") else None
     for method, r in results.items():
         if method != "torch":
@@ -285,6 +297,11 @@ def bench_config(name: str, image, mask, bundled, cache: Path, peak: dict, rotat
                      f"{mon['wall_s'] / r['wall_s']:11.2f}x {r['gflops_wall']:8.1f} {100 * r['gflops_wall'] / peak['peak_gflops']:6.1f}% "
                      f"{r['gflops_per_cpu_s']:11.1f} {100 * r['gflops_per_cpu_s'] / peak['per_core_gflops']:6.1f}% "
                      f"{r['peak_rss_growth_gib']:8.2f} {agree['max_prob_diff']:9.2e} {agree['dice']:7.4f}")
+    if len(rounds) > 1:  # the ratio round by round: how much of it is this machine's noise
+        for method in (m for m in ("torch", "onnxruntime") if m in results and ref.lower() != m):
+            per = [r[ref.lower()].cpu / r[method].cpu for r in rounds]
+            lines.append(f"  {method} CPU x {ref} per round: " + ", ".join(f"{v:.2f}" for v in per)
+                         + f" (median of {len(rounds)} rounds in the table)")
     for line in lines:
         print(line, flush=True)
     out += lines
@@ -299,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here (and .txt beside it)")
     ap.add_argument("--cache", type=Path, default=None, help="compiled-model cache (default: a fresh temporary folder, so exports are timed)")
     ap.add_argument("--whole-monai", action="store_true", help="also run MONAI on the whole brain (s_k3)")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds per configuration (order rotated each "
+                    "round); the table gives medians, then the per-round CPU ratios")
     args = ap.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     bad = [c for c in configs if c not in CONFIGS]
@@ -314,13 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
     t0 = time.perf_counter()
     image, mask, bundled = whole_brain()
-    report: dict = {"machine": peak, "threads": args.threads, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+    report: dict = {"machine": peak, "threads": args.threads, "rounds": args.rounds, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "configs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or Path(tmp)
         os.environ[CACHE_ENV] = str(cache)
         for i, name in enumerate(configs):
-            report["configs"][name] = bench_config(name, image, mask, bundled, cache, peak, i, out, args.whole_monai)
+            report["configs"][name] = bench_config(name, image, mask, bundled, cache, peak, i, out, args.whole_monai,
+                                                      args.rounds)
         report["onnxruntime_threads"] = thread_check(bundled, cache, out)
     report["seconds"] = time.perf_counter() - t0
     out.append(f"total {report['seconds']:.0f} s; load average at the end {os.getloadavg()}")

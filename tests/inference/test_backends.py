@@ -87,6 +87,19 @@ def test_onnxruntime_prediction_equals_torch(exported, phantom, monkeypatch):
     assert reference.provenance()["settings"]["backend"] == "torch"
 
 
+def test_a_batch_is_split_over_single_threaded_runs_with_the_same_bits(exported):
+    model, _, _ = exported
+    path = model._runners[0].path
+    x = torch.randn(3, 1, 32, 32, 32, generator=torch.Generator().manual_seed(1))
+    one = OnnxRuntimeNetwork(path, 1)
+    two = OnnxRuntimeNetwork(path, 2)
+    ref = one(x)
+    assert torch.equal(two(x), ref)  # 3 tiles: parts of 2 and 1 at once
+    assert two._wide is None, "a batch of several tiles ran on the single-threaded session only"
+    assert torch.equal(two(x[:1]), ref[:1])  # one tile: the intra-op session, built now
+    assert two._wide is not None and two._wide is not two.session
+
+
 @pytest.mark.slow
 def test_the_compiled_model_is_cached_and_reused(exported, monkeypatch):
     model, cache, first = exported
