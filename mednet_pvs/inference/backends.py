@@ -191,6 +191,12 @@ class OnnxRuntimeNetwork:
         self._wide: Any = None if self.threads > 1 else self.session
         self._input = self.session.get_inputs()[0].name
 
+    @property
+    def preferred_batch(self) -> int:
+        """Tiles per call that keep every core busy (the sliding window puts mirrored copies of a
+        smaller batch into one call up to this)."""
+        return self.threads
+
     def _session(self, intra: int) -> Any:
         ort = _require_onnx()
         opts = ort.SessionOptions()

@@ -284,18 +284,26 @@ def sliding_window_predict(
             if channels_last:
                 x = x.to(memory_format=torch.channels_last_3d)
             summed: torch.Tensor | None = None
+            n = len(batch_tiles)
             for net in nets:
-                for axes in flips:
-                    dims = [d + 2 for d in axes]
-                    xin = torch.flip(x, dims) if dims else x
+                # mirrored copies share one call up to the network's preferred batch (the ONNX
+                # Runtime backend's cores: it splits a batch over single-threaded runs); same order
+                per_call = max(1, int(getattr(net, "preferred_batch", 1)) // n)
+                for f0 in range(0, len(flips), per_call):
+                    group = flips[f0 : f0 + per_call]
+                    parts = [torch.flip(x, [d + 2 for d in axes]) if axes else x for axes in group]
+                    xin = parts[0] if len(parts) == 1 else torch.cat(parts)
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-                        y = _forward(net, xin)
-                    y = y.float()
-                    if dims:
-                        y = torch.flip(y, dims)
-                    if output == "probabilities":
-                        y = torch.softmax(y, 1) if activation == "softmax" else torch.sigmoid(y)
-                    summed = y if summed is None else summed + y
+                        y_all = _forward(net, xin)
+                    y_all = y_all.float()
+                    for j, axes in enumerate(group):
+                        dims = [d + 2 for d in axes]
+                        y = y_all[j * n : (j + 1) * n]
+                        if dims:
+                            y = torch.flip(y, dims)
+                        if output == "probabilities":
+                            y = torch.softmax(y, 1) if activation == "softmax" else torch.sigmoid(y)
+                        summed = y if summed is None else summed + y
             assert summed is not None
             summed = (summed * (gauss / n_pass)).to(stitch_device)
             if acc is None:

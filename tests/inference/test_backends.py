@@ -73,7 +73,8 @@ def test_onnxruntime_prediction_equals_torch(exported, phantom, monkeypatch):
     monkeypatch.setattr(OnnxRuntimeNetwork, "__call__", counted)
     scan = (phantom.image, phantom.affine)
     ort = model.predict(scan)
-    assert calls and sorted({c[0] for c in calls}) == [1, 3], "the compiled network ran, batches of 3 and 1 tiles"
+    # batches of 3 tiles and then 1, whose two mirrored copies share one call where 2+ cores split it
+    assert calls and sorted({c[0] for c in calls}) == [min(physical_cores(), 2), 3], "the compiled network ran"
     reference = tiny_model()  # same seed: same weights, torch backend
     assert reference.weights_sha256() == model.weights_sha256()
     ref = reference.predict(scan)

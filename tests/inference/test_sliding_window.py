@@ -76,6 +76,34 @@ def test_tta_equals_mean_of_flipped_full_predictions():
     torch.testing.assert_close(out, torch.stack(refs).mean(0)[0], atol=1e-5, rtol=1e-5)
 
 
+class _Batched(nn.Module):
+    """A network that asks for ``preferred_batch`` tiles per call and records the batches it got."""
+
+    def __init__(self, net, preferred):
+        super().__init__()
+        self.net, self.preferred_batch, self.calls = net, preferred, []
+
+    def forward(self, x):
+        self.calls.append(x.shape[0])
+        return self.net(x)
+
+
+def test_mirrored_copies_share_a_call_up_to_the_preferred_batch_in_the_same_order():
+    img = torch.randn(1, 16, 16, 16)
+    cfg = SlidingWindowConfig(patch_size=(16, 16, 16), mirror_axes=(0, 1, 2))  # 1 tile, 8 flips
+    one = _Batched(_convnet(1), 1)
+    ref = sliding_window_predict(one, img, cfg)
+    assert one.calls == [1] * 8
+    for preferred, calls in ((2, [2] * 4), (3, [3, 3, 2]), (8, [8])):
+        net = _Batched(_convnet(1), preferred)
+        out = sliding_window_predict(net, img, cfg)
+        assert net.calls == calls
+        torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)  # same flips, same order of the sum
+    two_tiles = _Batched(_convnet(1), 2)
+    sliding_window_predict(two_tiles, torch.randn(1, 24, 16, 16), cfg)  # a batch of 2 tiles already fills it
+    assert two_tiles.calls == [2] * 8
+
+
 def test_ensemble_is_mean_of_members():
     nets = [_convnet(0), _convnet(1), _convnet(2)]
     img = torch.randn(1, 40, 36, 30)
