@@ -14,9 +14,10 @@ dynamic, so the last, smaller batch of a volume needs no padding), fuses its GEL
 MedNeXt's GroupNorm(C, C) (:mod:`~mednet_pvs.inference.onnx_graph`: 1.26x on the bundled S k3) and
 splits depthwise convolutions of kernel >= 5 into 2D ones (1.4-1.5x on L k5), and runs it in fp32 on
 ONNX Runtime's CPU execution provider with every graph optimisation on, a batch split over
-single-threaded runs at once (:class:`OnnxRuntimeNetwork`). Medians of 3 interleaved rounds against
-MONAI in CPU time (README, ``benchmarks/results/cpu_backends_rounds_cpu2.txt``): S k3 region 3.00x,
-L k5 1.24x, S k3 one tile with TTA 1.02x, ResEnc-M 0.89x.
+single-threaded runs at once (:class:`OnnxRuntimeNetwork`). Against MONAI in CPU time (README):
+whole brain, bundled S k3, 3.33x (``benchmarks/results/cpu_backends_whole_monai_cpu2.txt``); medians
+of 3 interleaved rounds (``cpu_backends_rounds_cpu2.txt``): S k3 region 3.43x, S k3 one tile with
+TTA 1.49x, L k5 1.18x, ResEnc-M 1.06x.
 
 Measured (torch 2.13 CPU, ONNX Runtime 1.32, OpenVINO 2026.4, 2-core AMD EPYC (Zen 3, AVX2 + FMA,
 no AVX-512) shared with other jobs, load 12-14; bundled MedNeXt-S k3, batch of 2 x 1 x 64^3 tiles,
