@@ -60,8 +60,15 @@ def _only_consumer(consumers: dict[str, list[Any]], node: Any, op: str) -> Any |
 
 
 def _replace(graph: Any, remove: set[int], insert: dict[int, Any]) -> None:
-    """Drop the nodes in ``remove`` (by id) and put ``insert[id]`` where that node stood."""
-    kept = [insert.get(id(n), n) for n in graph.node if id(n) not in remove or id(n) in insert]
+    """Drop the nodes in ``remove`` (by id) and put ``insert[id]`` (a node, or a list of nodes)
+    where that node stood."""
+    kept: list[Any] = []
+    for n in graph.node:
+        if id(n) in insert:
+            new = insert[id(n)]
+            kept.extend(new if isinstance(new, list) else [new])
+        elif id(n) not in remove:
+            kept.append(n)
     del graph.node[:]
     graph.node.extend(kept)
 
@@ -239,11 +246,7 @@ def split_depthwise_conv(model: Any, min_kernel: int = SPLIT_MIN_KERNEL) -> int:
         remove.add(id(conv))
         insert[id(conv)] = nodes
     if insert:
-        kept = []
-        for n in graph.node:
-            kept.extend(insert.get(id(n), [n]) if id(n) in remove else [n])
-        del graph.node[:]
-        graph.node.extend(kept)
+        _replace(graph, remove, insert)
         graph.initializer.extend(new_inits)
     return len(insert)
 
