@@ -18,6 +18,16 @@ voxels, see ``benchmarks/bench_data.py``), which capped the loader near 11 patch
 number of workers; :class:`ForegroundSampler` needs only the PVS coordinates. Both are measured in
 ``tests/data_layer/test_data_sampling.py``.
 
+Where the work runs
+-------------------
+TorchIO's queue loads subjects in its workers but cuts the patches in the training process, between
+optimiser steps. For the any-contrast model's GPU stage (8 x 96^3 per 0.128 s step) that was the
+data limit: finding the patch centres (a max-pool and ``nonzero`` over each whole volume), cloning
+every patch and copying it twice more into the batch took 85 ms of CPU per batch
+(``benchmarks/bench_domain.py --feed``), so the GPU waited 37-55 % of the time. Now the queue
+loads through :class:`IndexedSubjects` (centres found in the workers), a patch is a view into its
+volume and :func:`collate_subjects` copies each voxel once, converting to float: 14 ms per batch.
+
 DDP
 ---
 Every rank owns a :class:`PatchQueue` whose ``subject_sampler`` is a
@@ -38,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 import torchio as tio
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 from torchio.data.sampler.sampler import RandomSampler
 
 from mednet_pvs.errors import ConfigError
@@ -81,25 +91,98 @@ class ForegroundSampler(RandomSampler):
         check_fractions(foreground_fraction, boundary_fraction)
         self.foreground_fraction, self.label_name, self.boundary_fraction = foreground_fraction, label_name, boundary_fraction
 
+    def centres(self, subject: tio.Subject) -> dict[str, torch.Tensor]:
+        """Candidate patch centres of ``subject``: ``"pvs"`` and ``"edge"``, (N, 3) voxel indices.
+
+        The costly part of sampling (a 3D max-pool and two ``nonzero`` over the whole volume: about
+        0.25 s for a 170 x 230 x 170 target, 57 % of the queue's main-process time for 96^3 patches
+        in ``benchmarks/bench_data.py --feed``); :class:`IndexedSubjects` runs it where the subject
+        is loaded (a loader worker) and the result travels with the subject.
+        """
+        lab = subject[self.label_name].data[0] if self.label_name in subject else None
+        # centred on the highest class present: PVS (1) of a PVS label, PVS (2) of a brain + PVS target
+        top = int(lab.max()) if lab is not None and lab.numel() else 0
+        fg = torch.nonzero(lab >= top) if top > 0 else torch.empty(0, 3, dtype=torch.long)
+        edge = brain_edge(lab) if self.boundary_fraction > 0 and top >= 2 else torch.empty(0, 3, dtype=torch.long)
+        small = bool(max(subject.spatial_shape) < 2**15)
+        return {"pvs": fg.to(torch.int16 if small else torch.int64), "edge": edge.to(torch.int16 if small else torch.int64)}
+
     def _generate_patches(self, subject: tio.Subject, num_patches: int | None = None) -> Iterator[tio.Subject]:
         patch = torch.as_tensor(self.patch_size.astype(np.int64))
         last = torch.as_tensor(subject.spatial_shape) - patch  # largest start index per axis
-        # centred on the highest class present: PVS (1) of a PVS label, PVS (2) of a brain + PVS target
-        lab = subject[self.label_name].data[0] if self.label_name in subject else None
-        top = int(lab.max()) if lab is not None and lab.numel() else 0
-        fg = torch.nonzero(lab >= top) if top > 0 else torch.empty(0, 3)
-        edge = brain_edge(lab) if self.boundary_fraction > 0 and top >= 2 else torch.empty(0, 3)
+        found = subject.get(CENTRES_KEY)
+        if found is None:
+            found = self.centres(subject)
+        else:  # computed where the subject was loaded; not copied into every patch
+            subject = _without(subject, CENTRES_KEY)
+        fg, edge = found["pvs"], found["edge"]
         n = 0
         while num_patches is None or n < num_patches:
             r = float(torch.rand(1))
             pool = fg if r < self.foreground_fraction else edge if r < self.foreground_fraction + self.boundary_fraction else None
             if pool is not None and len(pool):
-                centre = pool[int(torch.randint(len(pool), (1,)))]
+                centre = pool[int(torch.randint(len(pool), (1,)))].long()
                 ini = torch.minimum(torch.clamp(centre - patch // 2, min=0), last)
             else:
                 ini = (torch.rand(3) * (last + 1)).long()
             yield self.extract_patch(subject, tuple(int(v) for v in ini))  # type: ignore[arg-type]
             n += 1
+
+    def extract_patch(self, subject: tio.Subject, index_ini: Sequence[int]) -> tio.Subject:  # type: ignore[override]
+        """The patch at ``index_ini`` as a subject of views into ``subject``'s tensors.
+
+        TorchIO's crop clones every image of every patch and deep-copies the other attributes; the
+        patches only live until :func:`collate_subjects` copies them into a batch, so views do (one
+        copy per voxel instead of two; the queue then holds its few volumes rather than
+        ``queue_length`` cropped copies). ``"location"``: (6,) start and end voxel, as TorchIO's.
+        """
+        from nibabel.affines import apply_affine
+
+        i0 = np.asarray(index_ini, dtype=np.int64)
+        i1 = i0 + self.patch_size.astype(np.int64)
+        box = (slice(None), *(slice(int(a), int(b)) for a, b in zip(i0, i1)))
+        out = subject.__class__.__new__(subject.__class__)
+        out.__dict__.update((k, v) for k, v in subject.__dict__.items() if k not in subject)
+        for key, value in subject.items():
+            if isinstance(value, tio.Image):
+                affine = value.affine.copy()
+                affine[:3, 3] = apply_affine(value.affine, i0)
+                value = type(value)(tensor=value.data[box], affine=affine, type=value.type, path=value.path)
+            out[key] = value
+        out[tio.LOCATION] = torch.as_tensor(np.concatenate([i0, i1]))
+        out.update_attributes()
+        return out
+
+
+#: Subject key under which :class:`IndexedSubjects` leaves :meth:`ForegroundSampler.centres`.
+CENTRES_KEY = "sampling_centres"
+
+
+def _without(subject: tio.Subject, key: str) -> tio.Subject:
+    """A shallow copy of ``subject`` without ``key`` (images shared, not copied)."""
+    out = subject.__class__.__new__(subject.__class__)
+    out.__dict__.update((k, v) for k, v in subject.__dict__.items() if k != key)  # e.g. applied_transforms
+    out.update((k, v) for k, v in subject.items() if k != key)
+    return out
+
+
+class IndexedSubjects(Dataset):
+    """``subjects[i]`` with its patch centres (:meth:`ForegroundSampler.centres`) attached.
+
+    The queue loads subjects through this wrapper, so the centres are found in the loader's worker
+    processes, in parallel, instead of in the training process when the queue refills.
+    """
+
+    def __init__(self, subjects: Dataset, sampler: ForegroundSampler) -> None:
+        self.subjects, self.sampler = subjects, sampler
+
+    def __len__(self) -> int:
+        return len(self.subjects)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tio.Subject:
+        subject = self.subjects[index]
+        subject[CENTRES_KEY] = self.sampler.centres(subject)
+        return subject
 
 
 def check_fractions(foreground_fraction: float, boundary_fraction: float = 0.0) -> None:
@@ -180,11 +263,12 @@ def make_queue(
     sampler = subject_sampler
     if sampler is None:
         sampler = DistributedSampler(subjects, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+    patches = ForegroundSampler(patch_size, foreground_fraction, boundary_fraction=boundary_fraction)
     return PatchQueue(
-        subjects,
+        IndexedSubjects(subjects, patches),
         max_length=queue_length,
         samples_per_volume=samples_per_volume,
-        sampler=ForegroundSampler(patch_size, foreground_fraction, boundary_fraction=boundary_fraction),
+        sampler=patches,
         subject_sampler=sampler,
         num_workers=num_workers,
         shuffle_subjects=False,
@@ -266,7 +350,13 @@ def collate_subjects(subjects: list[tio.Subject]) -> dict[str, Any]:
     batch: dict[str, Any] = {}
     for key in TENSOR_KEYS:
         if key in first:
-            batch[key] = torch.stack([s[key].data.float() for s in subjects])
+            data = [s[key].data for s in subjects]
+            if any(d.shape != data[0].shape for d in data):
+                batch[key] = torch.stack(data)  # raises the usual size mismatch
+                continue
+            batch[key] = out = torch.empty((len(data), *data[0].shape), dtype=torch.float32)
+            for o, d in zip(out, data):  # one copy per voxel, converting to float on the way
+                o.copy_(d)
     batch["affine"] = torch.as_tensor(np.stack([s["image"].affine for s in subjects]))
     for key, value in first.items():
         if key in batch or isinstance(value, tio.Image):

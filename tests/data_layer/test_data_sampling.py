@@ -147,3 +147,51 @@ def test_collate_validation_volume_keys():
     b = collate_subjects([build_preprocessing()(subject)])
     assert b["image"].shape == (1, 1, 24, 24, 24) and b["affine"].shape == (1, 4, 4)
     assert b["input_shape"].tolist() == [[24, 24, 24]] and b["input_affine"].shape == (1, 4, 4)
+
+
+def test_patches_are_views_with_torchios_values_affine_and_location():
+    subject, _ = _sparse_subject((40, 36, 32))
+    aff = np.diag([0.8, 1.0, 1.2, 1.0])
+    aff[:3, 3] = (10.0, -4.0, 3.0)
+    subject = subject_from_arrays(subject["image"].data[0].numpy(), aff, subject["label"].data[0].numpy(), subject="s")
+    ours = ForegroundSampler((16, 12, 8), 0.0)
+    stock = tio.data.sampler.sampler.PatchSampler.extract_patch  # TorchIO's crop: clones
+    for ini in ((0, 0, 0), (5, 7, 24), (24, 24, 24)):
+        a, b = ours.extract_patch(subject, ini), stock(ours, subject, ini)
+        for key in ("image", "label"):
+            assert torch.equal(a[key].data, b[key].data) and a[key].data.dtype == b[key].data.dtype
+            np.testing.assert_allclose(a[key].affine, b[key].affine)
+            assert type(a[key]) is type(b[key])
+        assert a["location"].tolist() == b["location"].tolist() == [*ini, ini[0] + 16, ini[1] + 12, ini[2] + 8]
+        assert a["subject"] == "s"
+        assert a["image"].data.untyped_storage().data_ptr() == subject["image"].data.untyped_storage().data_ptr()  # a view
+
+
+def test_centres_are_found_where_the_subject_is_loaded_and_not_copied_into_patches(monkeypatch):
+    from mednet_pvs.data.sampling import CENTRES_KEY, IndexedSubjects
+
+    subject, lab = _sparse_subject((40, 40, 40))
+    sampler = ForegroundSampler(16, 1.0)
+    loaded = IndexedSubjects(tio.SubjectsDataset([subject]), sampler)[0]
+    assert sorted(map(tuple, loaded[CENTRES_KEY]["pvs"].tolist())) == sorted(map(tuple, np.argwhere(lab).tolist()))
+    monkeypatch.setattr(ForegroundSampler, "centres", lambda *a: pytest.fail("centres computed again when sampling"))
+    patches = list(sampler(loaded, num_patches=6))
+    assert all(CENTRES_KEY not in p for p in patches) and all(p["label"].data.any() for p in patches)
+    assert CENTRES_KEY in loaded  # the loaded subject itself is left as it was
+    # the queue loads through the wrapper, so its workers do this
+    queue = make_queue(tio.SubjectsDataset([subject]), patch_size=16, samples_per_volume=2, queue_length=2)
+    assert isinstance(queue.subjects_dataset, IndexedSubjects)
+
+
+def test_collate_copies_patches_into_float_batches_and_refuses_mixed_shapes():
+    subject, lab = _sparse_subject((32, 32, 32))
+    patches = list(ForegroundSampler(16, 1.0)(subject, num_patches=3))
+    b = collate_subjects(patches)
+    assert b["label"].dtype == torch.float32 and b["image"].shape == (3, 1, 16, 16, 16)
+    for i, p in enumerate(patches):
+        assert torch.equal(b["label"][i], p["label"].data.float()) and torch.equal(b["image"][i], p["image"].data)
+    b["image"].zero_()
+    assert float(subject["image"].data.abs().sum()) > 0  # the batch is a copy, not the volume
+    other = list(ForegroundSampler(8, 1.0)(subject, num_patches=1))
+    with pytest.raises(RuntimeError):
+        collate_subjects(patches[:1] + other)
