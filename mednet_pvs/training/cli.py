@@ -12,7 +12,7 @@ arguments of :class:`~mednet_pvs.data.PVSDataModule`) and the Lightning
   An explicit ``--trainer.logger`` wins.
 * checkpoints in ``<trainer.default_root_dir>/checkpoints/``: the best by ``val/dice``
   (``best-<epoch>-<step>.ckpt``) and ``last.ckpt`` (every ``--checkpoint_every_n_steps`` optimiser
-  steps, else every epoch), so an interrupted run resumes with ``--ckpt_path last``.
+  steps, else every epoch, and when ``fit`` stops), so an interrupted run resumes with ``--ckpt_path last``.
 * ``--export.folder`` (default ``<default_root_dir>/model``): the best checkpoint exported as a
   model bundle when ``fit`` ends (:class:`~mednet_pvs.training.export.BundleExport`).
 * precision: ``bf16-mixed`` on a GPU that supports it unless ``--trainer.precision`` is given.
@@ -97,8 +97,25 @@ def make_logger(kind: str, root: str | Path, project: str = PROJECT) -> Any:
     raise ConfigError(f"--logger must be wandb, csv, tensorboard or none, not {kind!r}")
 
 
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt``: every N optimiser steps (or every epoch), and once more when ``fit`` stops.
+
+    Lightning saves a step-triggered checkpoint only at multiples of N, so a run stopped by
+    ``--trainer.max_time`` (a GPU lease, a cluster job's limit), ``max_steps`` or early stopping lost
+    up to N - 1 steps (the H200 stage of ``mednet-pvs-synth-any`` stopped at step 1,632 and resumed
+    from 1,500). Resuming from the final one continues from the step where ``fit`` stopped; give the
+    resumed run a later ``max_steps`` or ``max_time`` and ``max_epochs -1`` (the final save may close
+    the epoch).
+    """
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_train_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer):  # skipped when this step is already saved
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
 def checkpoint_callbacks(root: str | Path, every_n_steps: int | None = None) -> list[ModelCheckpoint]:
-    """The best checkpoint by ``val/dice`` and ``last.ckpt`` (every N steps, else every epoch).
+    """The best checkpoint by ``val/dice`` and ``last.ckpt`` (:class:`LastCheckpoint`).
 
     ``last.ckpt`` is the single "top-1 without a monitor" file of its own callback, not
     ``save_last=True`` of a ``save_top_k=0`` callback: Lightning (2.6) writes ``last`` only in a
@@ -107,9 +124,9 @@ def checkpoint_callbacks(root: str | Path, every_n_steps: int | None = None) -> 
     folder = str(Path(root) / "checkpoints")
     best = ModelCheckpoint(dirpath=folder, filename="best-{epoch:04d}-{step}", monitor="val/dice", mode="max",
                            save_top_k=1, auto_insert_metric_name=False)
-    last = ModelCheckpoint(dirpath=folder, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None, save_top_k=1,
-                           enable_version_counter=False, every_n_train_steps=every_n_steps or None,
-                           save_on_train_epoch_end=True)
+    last = LastCheckpoint(dirpath=folder, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None, save_top_k=1,
+                          enable_version_counter=False, every_n_train_steps=every_n_steps or None,
+                          save_on_train_epoch_end=True)
     return [best, last]
 
 

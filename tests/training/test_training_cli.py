@@ -106,3 +106,30 @@ def test_last_checkpoint_every_epoch_even_when_validation_is_rarer(tmp_path):
     assert files == ["last.ckpt"]  # no validation yet, so no best
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 4
     check_checkpoint(tmp_path / "checkpoints" / "last.ckpt")  # what fit writes passes the check of --ckpt_path FILE
+
+
+def test_last_checkpoint_is_written_when_fit_stops_between_saves_and_resumes_there(tmp_path):
+    """Stopped at step 7 with saves every 5 steps: last.ckpt holds step 7 (Lightning alone: 5), and
+    a run resumed from it starts at step 7."""
+    import lightning as L
+    import torch
+
+    from mednet_pvs.training.cli import checkpoint_callbacks
+
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    trainer = tiny_trainer(tmp_path, max_epochs=-1, max_steps=7, limit_train_batches=100, limit_val_batches=0,
+                           enable_checkpointing=True, callbacks=checkpoint_callbacks(tmp_path, every_n_steps=5))
+    trainer.fit(tiny_module(), datamodule=tiny_data())
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 7
+    check_checkpoint(last)
+
+    class Start(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            self.step = trainer.global_step
+
+    start = Start()
+    again = tiny_trainer(tmp_path, max_epochs=-1, max_steps=9, limit_train_batches=100, limit_val_batches=0,
+                         enable_checkpointing=True, callbacks=[*checkpoint_callbacks(tmp_path, every_n_steps=5), start])
+    again.fit(tiny_module(), datamodule=tiny_data(), ckpt_path=str(last))
+    assert start.step == 7 and again.global_step == 9
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 9
