@@ -15,6 +15,8 @@ runs on the whole brain, the others on a central region of it; say so when quoti
 * ``s_k3``: the bundled MedNeXt-S k3 (trained weights), whole brain, 64^3 tiles, step 0.5, no TTA;
   torch and onnxruntime only (MONAI too with ``--whole-monai``: on 2 loaded cores it alone took
   over 20 minutes); this is the whole-brain agreement.
+* ``s_k3_whole_tta``: ``s_k3`` with 8-fold mirroring TTA (MONAI with ``--whole-monai``; about
+  25 minutes on 2 quiet cores with it). Not in the default set.
 * ``s_k3_region``: the same on a 96 x 96 x 64 central region (4 tiles), all three methods.
 * ``s_k3_tta``: the same on a 64^3 central region (1 tile) with 8-fold mirroring TTA.
 * ``l_k5``: MedNeXt-L k5 (registry, seeded random weights: speed only), 64^3 region (1 tile).
@@ -28,6 +30,8 @@ network, volume, tiles of 64^3, step 0.5 / overlap 0.5, batch 2 and Gaussian wei
   tiles without brain skipped: what ``predict`` runs with ``--backend torch``.
 * ``onnxruntime``: the same with :meth:`PVSModel.use_backend("onnxruntime")`'s callables (fp32).
   Its one-time export is timed separately (``convert s``; the cache is a fresh temporary folder).
+* ``openvino`` / ``openvino-bf16`` (``--openvino fp32,bf16``): the same with
+  :class:`~mednet_pvs.inference.backends.OpenVinoNetwork` compiling the exported graph.
 * ``monai``: ``monai.inferers.sliding_window_inference(mode="gaussian", sigma_scale=0.125)`` on the
   same volume (all tiles; channels-first, MONAI's default); with TTA, once per mirror flip, averaged.
 
@@ -37,13 +41,15 @@ tile, x tiles x passes) per wall second and per CPU second, against the FP32 pea
 ``lscpu``/``/proc/cpuinfo`` (cores x GHz x FLOPs per cycle per core: 2 FMA units x 8 (AVX2) or 16
 (AVX-512) float32 lanes x 2), peak resident memory (Linux VmHWM after a reset through
 ``/proc/self/clear_refs``, as growth over the resident set before the run); agreement with
-``torch``: max |foreground probability difference| and Dice of the labels (the model's threshold,
+PyTorch fp32 as the network is written (our sliding window, channels-first, run once untimed):
+max |foreground probability difference| and Dice of the labels (the model's threshold,
 0.6, for the bundled model; arg-max for the random ones). The ONNX Runtime intra-op threads (1 vs
 the physical cores) are timed last on one batch of two 64^3 tiles of the bundled model.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -63,17 +69,18 @@ from mednet_pvs.inference import sliding_window_predict
 from mednet_pvs.inference.backends import (
     CACHE_ENV,
     OnnxRuntimeNetwork,
+    OpenVinoNetwork,
     compile_onnxruntime,
     physical_cores,
 )
 from mednet_pvs.inference.model import tensor_digest
 from mednet_pvs.inference.sliding_window import _flip_sets, _forward, tile_starts
 
-CONFIGS = ("s_k3", "s_k3_region", "s_k3_tta", "l_k5", "resenc_m")
+CONFIGS = ("s_k3", "s_k3_whole_tta", "s_k3_region", "s_k3_tta", "l_k5", "resenc_m")
 PATCH = (64, 64, 64)
 REGION = (96, 96, 64)
 #: the region (None: the whole brain) of each configuration
-REGIONS: dict[str, tuple[int, int, int] | None] = {"s_k3": None, "s_k3_region": REGION, "s_k3_tta": (64, 64, 64),
+REGIONS: dict[str, tuple[int, int, int] | None] = {"s_k3": None, "s_k3_whole_tta": None, "s_k3_region": REGION, "s_k3_tta": (64, 64, 64),
                                                    "l_k5": (64, 64, 64), "resenc_m": REGION}
 
 
@@ -236,8 +243,12 @@ def thread_check(bundled, cache: Path, out: list[str]) -> dict:
     return {str(k): v for k, v in res.items()}
 
 
+#: table names of OpenVINO's methods per precision
+OV_NAMES = {"fp32": "openvino", "bf16": "openvino-bf16"}
+
+
 def bench_config(name: str, image, mask, bundled, cache: Path, peak: dict, rotate: int, out: list[str],
-                 whole_monai: bool = False, rounds_n: int = 1) -> dict:
+                 whole_monai: bool = False, rounds_n: int = 1, openvino_precisions: tuple[str, ...] = ()) -> dict:
     from mednet_pvs.inference import SlidingWindowConfig
 
     tta = name.endswith("_tta")
@@ -258,8 +269,16 @@ def bench_config(name: str, image, mask, bundled, cache: Path, peak: dict, rotat
     methods = {"torch": lambda: run_ours([net], image, mask, window),
                "onnxruntime": lambda: run_ours([runner], image, mask, window),
                "monai": lambda: run_monai(net, image, window)}
+    for precision in openvino_precisions:  # the same exported graph, compiled by OpenVINO
+        ov_net = OpenVinoNetwork(runner.path, runner.threads, precision, cache=cache)
+        methods[OV_NAMES[precision]] = lambda n=ov_net: run_ours([n], image, mask, window)
     if region is None and not whole_monai:
         del methods["monai"]
+    # the agreement's reference: PyTorch fp32 as the module is written (channels-first), untimed;
+    # ``torch`` (channels-last on the CPU for MedNeXt) differs from it by float rounding
+    with Measure() as m:
+        reference = run_ours([net], image, mask, dataclasses.replace(window, channels_last=False))
+    print(f"  reference (torch fp32, channels-first, untimed) {m.wall:.1f} s wall", flush=True)
     results, outputs, rounds = {}, {}, []
     for rnd in range(max(1, rounds_n)):
         k = (rotate + rnd) % len(methods)  # a new order each round: no method is always first or last
@@ -284,21 +303,20 @@ def bench_config(name: str, image, mask, bundled, cache: Path, peak: dict, rotat
                            "rounds": [{"wall_s": m.wall, "cpu_s": m.cpu} for m in ms]}
     threshold = bundled.inference.threshold if name.startswith("s_k3") else None
     for method, r in results.items():
-        if method != "torch":
-            r["vs_torch"] = agreement(outputs["torch"], outputs[method], threshold)
+        r["vs_fp32"] = agreement(reference, outputs[method], threshold)
     mon = results.get("monai", results["torch"])  # the reference of the ratios (torch without MONAI)
     ref = "MONAI" if "monai" in results else "torch"
     lines = [(f"  {'method':12s} {'wall s':>8s} {'CPU s':>8s} {'CPU x ' + ref:>11s} {'wall x ' + ref:>12s} {'GFLOP/s':>8s} "
               f"{'% peak':>7s} {'GFLOP/CPU-s':>11s} {'% core':>7s} {'peak+GiB':>8s} {'max dprob':>9s} {'Dice':>7s}")]
-    for method in (m for m in ("torch", "onnxruntime", "monai") if m in results):
+    for method in (m for m in ("torch", "onnxruntime", *OV_NAMES.values(), "monai") if m in results):
         r = results[method]
-        agree = r.get("vs_torch", {"max_prob_diff": 0.0, "dice": 1.0})
+        agree = r["vs_fp32"]
         lines.append(f"  {method:12s} {r['wall_s']:8.1f} {r['cpu_s']:8.1f} {mon['cpu_s'] / r['cpu_s']:10.2f}x "
                      f"{mon['wall_s'] / r['wall_s']:11.2f}x {r['gflops_wall']:8.1f} {100 * r['gflops_wall'] / peak['peak_gflops']:6.1f}% "
                      f"{r['gflops_per_cpu_s']:11.1f} {100 * r['gflops_per_cpu_s'] / peak['per_core_gflops']:6.1f}% "
                      f"{r['peak_rss_growth_gib']:8.2f} {agree['max_prob_diff']:9.2e} {agree['dice']:7.4f}")
     if len(rounds) > 1:  # the ratio round by round: how much of it is this machine's noise
-        for method in (m for m in ("torch", "onnxruntime") if m in results and ref.lower() != m):
+        for method in (m for m in ("torch", "onnxruntime", *OV_NAMES.values()) if m in results and ref.lower() != m):
             per = [r[ref.lower()].cpu / r[method].cpu for r in rounds]
             lines.append(f"  {method} CPU x {ref} per round: " + ", ".join(f"{v:.2f}" for v in per)
                          + f" (median of {len(rounds)} rounds in the table)")
@@ -311,14 +329,20 @@ def bench_config(name: str, image, mask, bundled, cache: Path, peak: dict, rotat
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated among {', '.join(CONFIGS)}")
+    ap.add_argument("--configs", default=",".join(c for c in CONFIGS if c != "s_k3_whole_tta"),
+                    help=f"comma-separated among {', '.join(CONFIGS)}")
     ap.add_argument("--threads", type=int, default=physical_cores(), help="torch and ONNX Runtime threads")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here (and .txt beside it)")
     ap.add_argument("--cache", type=Path, default=None, help="compiled-model cache (default: a fresh temporary folder, so exports are timed)")
     ap.add_argument("--whole-monai", action="store_true", help="also run MONAI on the whole brain (s_k3)")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds per configuration (order rotated each "
                     "round); the table gives medians, then the per-round CPU ratios")
+    ap.add_argument("--openvino", default="", help="also OpenVINO on the same exported graph at these precisions "
+                    "(comma-separated: fp32, bf16; bf16 only where the CPU has it)")
     args = ap.parse_args(argv)
+    ov_precisions = tuple(v.strip().lower() for v in args.openvino.split(",") if v.strip())
+    if any(v not in OV_NAMES for v in ov_precisions):
+        ap.error(f"--openvino takes {', '.join(OV_NAMES)}, not {args.openvino!r}")
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     bad = [c for c in configs if c not in CONFIGS]
     if bad:
@@ -328,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
 
     peak = fp32_peak()
     out = [f"{peak['cpu']}, {peak['isa']}; FP32 peak {peak['peak_gflops']:.0f} GFLOP/s = {peak['derivation']}",
-           f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, threads {args.threads}, python {platform.python_version()}"]
+           f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, threads {args.threads}, python {platform.python_version()}"
+           + (f", openvino {__import__('openvino').__version__.split('-')[0]} ({', '.join(ov_precisions)})" if ov_precisions else "")]
     for line in out:
         print(line, flush=True)
     t0 = time.perf_counter()
@@ -340,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[CACHE_ENV] = str(cache)
         for i, name in enumerate(configs):
             report["configs"][name] = bench_config(name, image, mask, bundled, cache, peak, i, out, args.whole_monai,
-                                                      args.rounds)
+                                                      args.rounds, ov_precisions)
         report["onnxruntime_threads"] = thread_check(bundled, cache, out)
     report["seconds"] = time.perf_counter() - t0
     out.append(f"total {report['seconds']:.0f} s; load average at the end {os.getloadavg()}")

@@ -1,4 +1,4 @@
-"""Where the networks run: PyTorch (the reference) or ONNX Runtime (a compiled CPU graph).
+"""Where the networks run: PyTorch (the reference), ONNX Runtime or OpenVINO (a compiled CPU graph).
 
     model = load_pretrained("mednet-pvs-synth-t2w", device="cpu")
     model.use_backend("onnxruntime")     # exports once per weights/tile/versions, cached on disk
@@ -25,12 +25,15 @@ interleaved, CPU seconds): ONNX Runtime 2.0-2.9 s, PyTorch channels-last 4.4-4.9
 8.7-13 s at that load), max |logit difference| 1.5e-4 on |logits| up to ~15. The export takes
 11-27 s once (load-dependent); building a session from the cached file 0.1 s.
 
-OpenVINO was measured on the same tiles and not added: from the ONNX file (3 s to compile) 2.2-2.4
-CPU s, from the PyTorch module (``openvino.convert_model``, 100 s) 2.3-2.4 CPU s, against 2.0-2.9 s
-for ONNX Runtime in the same rounds: no faster, max |logit difference| 1.4e-4 with
-``INFERENCE_PRECISION_HINT`` f32 (the default on this AVX2 CPU). The 0.067 difference of issue 19's
-trial was on an AVX-512 EPYC: OpenVINO's CPU plugin runs in bf16 by default where the CPU has native
-bf16 (``INFERENCE_PRECISION_HINT``), which is the likely cause; not re-measured there.
+OpenVINO (``openvino``, the ``openvino`` extra) compiles the same exported graph. On the AMD EPYC
+above (AVX2) it was no faster than ONNX Runtime: from the ONNX file (3 s to compile) 2.2-2.4 CPU s,
+from the PyTorch module (``openvino.convert_model``, 100 s) 2.3-2.4 CPU s, against 2.0-2.9 s for ONNX
+Runtime in the same rounds, max |logit difference| 1.4e-4 with ``INFERENCE_PRECISION_HINT`` f32. The
+0.067 difference of issue 19's trial: OpenVINO's CPU plugin runs in bf16 by default where the CPU
+has native bf16, so :class:`OpenVinoNetwork` sets f32 explicitly. On a Xeon with AVX-512 and AMX
+(session 11) OpenVINO is the faster fp32 runtime for dense convolutions (nnU-Net ResEnc-M 4.40 vs 8.14
+CPU s per batch of 2 x 64^3) and its bf16 (``precision="bf16"``, AMX) 5-10x faster again (0.77 s),
+not at parity (``benchmarks/results/openvino_trial_cpu2.txt``).
 
 Whole-brain figures (``benchmarks/bench_cpu_backends.py``, the README's CPU backend table): bundled
 S k3, 80 tiles, 93 vs 378 CPU s (torch channels-last), labels identical; regions against MONAI:
@@ -41,8 +44,10 @@ from both by up to 8.4e-4 (1.5e-3 on the whole brain). Intra-op threads, 1 vs 2 
 2-core machine: 1.7-3.2 vs 2.0-4.3 CPU s per batch, wall no better with 2; the default stays at the
 physical cores (a quiet machine's choice), ``use_backend(threads=)`` to change it.
 
-No reduced-precision mode: ONNX Runtime's CPU provider has no fast fp16 3D convolutions, and
-nothing else was measured at parity.
+Reduced precision: only OpenVINO in bf16 (``precision="bf16"``) on CPUs with native bf16; ONNX
+Runtime's CPU provider has no fast fp16 or bf16 3D convolutions. PyTorch's own bf16 autocast on the
+same AMX Xeon: ResEnc-M 1.8x faster than fp32, MedNeXt slower (S k3 3.2-3.4 vs 2.1-3.1 CPU s, L k5
+23-27 vs 19-20 s per batch of 2), so not offered.
 
 The cache (:func:`cache_dir`: ``$MEDNET_PVS_CACHE``, default ``~/.cache/mednet-pvs/compiled``)
 holds one ``<key>.onnx`` (written atomically) and a ``<key>.json`` describing it per (member
@@ -76,7 +81,10 @@ from mednet_pvs.inference.onnx_graph import GRAPH_REWRITES, rewrite
 from mednet_pvs.io import atomic_path, write_json
 
 #: the backends ``use_backend``/``--backend`` accept (``auto``: onnxruntime on the CPU where installed)
-BACKENDS = ("torch", "onnxruntime", "auto")
+BACKENDS = ("torch", "onnxruntime", "openvino", "auto")
+#: precisions of the compiled CPU backends (``--precision``): fp32 (parity with torch, the default);
+#: bf16 only with ``openvino`` on a CPU with native bf16 (AVX512-BF16 / AMX)
+PRECISIONS = ("fp32", "bf16")
 #: environment variable naming the compiled-model cache folder
 CACHE_ENV = "MEDNET_PVS_CACHE"
 OPSET = 18
@@ -115,6 +123,26 @@ def _require_onnx() -> Any:
     return mods[0]
 
 
+def _require_openvino() -> Any:
+    """Import OpenVINO (and the onnx extra, which exports the graph it compiles); one line if missing."""
+    _require_onnx()
+    try:
+        return importlib.import_module("openvino")
+    except ImportError:
+        raise ConfigError("--backend openvino needs the openvino extra: pip install 'mednet-pvs[openvino]' "
+                          "(openvino is not installed)") from None
+
+
+def check_precision(precision: str, backend: str) -> str:
+    """``precision`` lower-cased if :data:`PRECISIONS` holds it and ``backend`` offers it, else one line."""
+    key = str(precision).strip().lower()
+    if key not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if key != "fp32" and backend != "openvino":
+        raise ConfigError(f"--precision {key} is an option of --backend openvino only (the {backend} backend runs fp32)")
+    return key
+
+
 def onnx_available() -> bool:
     """Whether the onnx extra is installed (without importing it)."""
     from importlib.util import find_spec
@@ -151,8 +179,8 @@ def resolve_backend(name: str, device: torch.device, networks: Sequence[nn.Modul
     if key == "auto":
         gains = networks is None or has_depthwise_3d(networks)
         return "onnxruntime" if device.type == "cpu" and gains and onnx_available() else "torch"
-    if key == "onnxruntime" and device.type != "cpu":
-        raise ConfigError(f"--backend onnxruntime runs on the CPU, not {device.type} (use --device cpu, or --backend torch)")
+    if key in ("onnxruntime", "openvino") and device.type != "cpu":
+        raise ConfigError(f"--backend {key} runs on the CPU, not {device.type} (use --device cpu, or --backend torch)")
     return key
 
 
@@ -228,13 +256,60 @@ class OnnxRuntimeNetwork:
         return f"OnnxRuntimeNetwork({self.path.name!r}, threads={self.threads})"
 
 
+class OpenVinoNetwork:
+    """The same exported graph compiled by OpenVINO's CPU plugin; called like :class:`OnnxRuntimeNetwork`.
+
+    ``precision="fp32"`` sets ``INFERENCE_PRECISION_HINT`` to f32 explicitly: on a CPU with native
+    bf16 the plugin's default is bf16 (issue 19's trial: logits 0.067 apart). ``"bf16"`` asks for
+    it, and only where the plugin reports BF16 among the CPU's capabilities. Compiled blobs are
+    cached by OpenVINO itself (``CACHE_DIR``: ``<cache>/openvino``).
+
+    Measured (``benchmarks/openvino_trial.py``, ``benchmarks/results/openvino_trial_cpu2.txt``; 2-core
+    Xeon with AVX-512 and AMX, batch 2 x 64^3, CPU s, medians of 3 interleaved rounds; ONNX Runtime
+    with intra-op threads): ResEnc-M ONNX Runtime 8.14, OpenVINO f32 4.40, bf16 0.77 (max |dp| 1.3e-2
+    against torch fp32, arg-max different in 0.35 % of voxels of the random-weights net); bundled S
+    k3 1.59 / 0.86 / 1.10; L k5 16.4 / 18.9 / 13.0. On the AMD EPYC (AVX2) of earlier sessions f32 was
+    no faster than ONNX Runtime (above).
+
+    Args:
+        path: the ``.onnx`` file (the one :func:`compile_onnxruntime` caches).
+        threads: inference threads. precision: ``"fp32"`` or ``"bf16"``. cache: folder for OpenVINO's blobs.
+    """
+
+    def __init__(self, path: Path, threads: int, precision: str = "fp32", cache: Path | None = None) -> None:
+        ov = _require_openvino()
+        self.path, self.threads, self.precision = Path(path), max(1, int(threads)), check_precision(precision, "openvino")
+        core = ov.Core()
+        if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise ConfigError("--precision bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); OpenVINO reports none here")
+        config = {"INFERENCE_PRECISION_HINT": "f32" if self.precision == "fp32" else "bf16",
+                  "INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY"}
+        if cache is not None:
+            config["CACHE_DIR"] = str(Path(cache) / "openvino")
+        self.compiled = core.compile_model(str(self.path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    @property
+    def preferred_batch(self) -> int:
+        return self.threads
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        self.request.infer({0: arr})
+        return torch.from_numpy(np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True))
+
+    def __repr__(self) -> str:
+        return f"OpenVinoNetwork({self.path.name!r}, threads={self.threads}, precision={self.precision!r})"
+
+
 @dataclass
 class BackendBuild:
     """What building a backend did: per member whether the cache held it and how long it took.
 
     Attributes:
-        backend: ``"torch"`` or ``"onnxruntime"``.
+        backend: ``"torch"``, ``"onnxruntime"`` or ``"openvino"``.
         threads: intra-op threads of the compiled sessions (``None`` for torch).
+        precision: ``"fp32"``, or ``"bf16"`` (openvino only).
         convert_s: seconds spent exporting (0 when every member came from the cache).
         load_s: seconds spent building the runtime sessions.
         cached: per member, whether its compiled file was already in the cache.
@@ -243,13 +318,14 @@ class BackendBuild:
 
     backend: str
     threads: int | None = None
+    precision: str = "fp32"
     convert_s: float = 0.0
     load_s: float = 0.0
     cached: list[bool] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backend": self.backend, "threads": self.threads, "convert_s": round(self.convert_s, 3),
+        return {"backend": self.backend, "threads": self.threads, "precision": self.precision, "convert_s": round(self.convert_s, 3),
                 "load_s": round(self.load_s, 3), "cached": list(self.cached), "files": list(self.files)}
 
 
@@ -356,15 +432,24 @@ def compile_onnxruntime(net: nn.Module, weights_sha256: str, channels: int, patc
 
 
 def build_backend(name: str, networks: Sequence[nn.Module], weights_sha256: Sequence[str], channels: int,
-                  patch: Sequence[int], *, threads: int | None = None, cache: Path | None = None) -> tuple[list[Any] | None, BackendBuild]:
-    """The callables for backend ``name`` (already resolved: ``torch`` or ``onnxruntime``), one per
-    member (``None`` for torch: the networks themselves run), and what building them did."""
+                  patch: Sequence[int], *, threads: int | None = None, cache: Path | None = None,
+                  precision: str = "fp32") -> tuple[list[Any] | None, BackendBuild]:
+    """The callables for backend ``name`` (already resolved: ``torch``, ``onnxruntime`` or
+    ``openvino``), one per member (``None`` for torch: the networks themselves run), and what
+    building them did. ``openvino`` compiles the graph ``onnxruntime`` exports and caches."""
+    precision = check_precision(precision, name)
     if name == "torch":
         return None, BackendBuild("torch")
-    build = BackendBuild(name, threads=int(threads) if threads else physical_cores())
+    if name == "openvino":
+        _require_openvino()
+    build = BackendBuild(name, threads=int(threads) if threads else physical_cores(), precision=precision)
     runners = []
     for net, digest in zip(networks, weights_sha256):
         runner, done = compile_onnxruntime(net, digest, channels, patch, threads=build.threads, cache=cache)
+        if name == "openvino":
+            t0 = time.perf_counter()
+            runner = OpenVinoNetwork(runner.path, build.threads, precision, cache=Path(cache) if cache is not None else cache_dir())
+            done["load_s"] += time.perf_counter() - t0
         runners.append(runner)
         build.convert_s += done["convert_s"]
         build.load_s += done["load_s"]
@@ -373,16 +458,17 @@ def build_backend(name: str, networks: Sequence[nn.Module], weights_sha256: Sequ
     return runners, build
 
 
-def apply_backend(model: Any, name: str, *, threads: int | None = None) -> Any:
+def apply_backend(model: Any, name: str, *, threads: int | None = None, precision: str = "fp32") -> Any:
     """``model.use_backend(name)`` for models that have networks; ``torch``/``auto`` leave any other
     model (Frangi) as it is. Returns the model.
 
     Raises:
-        ConfigError: an unknown name, or ``onnxruntime`` for a model without networks.
+        ConfigError: an unknown name or precision, or a compiled backend for a model without networks.
     """
     key = check_backend(name)
     if hasattr(model, "use_backend"):
-        return model.use_backend(key, threads=threads)
-    if key == "onnxruntime":
-        raise ConfigError(f"--backend onnxruntime is for network models; {getattr(model, 'name', type(model).__name__)} runs only as it is")
+        return model.use_backend(key, threads=threads, precision=precision)
+    if key in ("onnxruntime", "openvino"):
+        raise ConfigError(f"--backend {key} is for network models; {getattr(model, 'name', type(model).__name__)} runs only as it is")
+    check_precision(precision, "torch")
     return model

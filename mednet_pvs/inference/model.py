@@ -119,7 +119,7 @@ class PVSModel:
         #: where the networks run: "torch" or "onnxruntime" (use_backend)
         self.backend = "torch"
         self._runners: list[Any] | None = None  # the backend's callables per member; None: the networks
-        self._backend_request: tuple[str, int | None] = ("torch", None)
+        self._backend_request: tuple[str, int | None, str] = ("torch", None, "fp32")
         #: what use_backend built (threads, conversion seconds, cache hits); None for torch
         self.backend_build: dict[str, Any] | None = None
         self._check_patch()
@@ -153,33 +153,37 @@ class PVSModel:
         if self._compiled is not None:  # compiled for the old device: compile again
             self.compile(**self._compile_options)
         if self._runners is not None:  # a CPU backend: decide again for the new device
-            self.use_backend(*self._backend_request)
+            name, threads, precision = self._backend_request
+            self.use_backend(name, threads=threads, precision=precision)
         return self
 
-    def use_backend(self, name: str = "auto", *, threads: int | None = None) -> PVSModel:
+    def use_backend(self, name: str = "auto", *, threads: int | None = None, precision: str = "fp32") -> PVSModel:
         """Run the members on ``name`` from the next ``predict`` on: ``"torch"`` (the reference),
-        ``"onnxruntime"`` (CPU, fp32; the ``onnx`` extra) or ``"auto"`` (onnxruntime on the CPU where
-        installed, for networks with depthwise 3D convolutions (MedNeXt), else torch). The network
-        is exported once per weights, tile size and versions and cached on disk
-        (:mod:`mednet_pvs.inference.backends`); ``predict``'s ``info["backend_build"]`` reports the
-        conversion. Weights changed afterwards need another call. ``threads``: intra-op threads
-        (default: physical cores).
+        ``"onnxruntime"`` (CPU, fp32; the ``onnx`` extra), ``"openvino"`` (CPU; the ``openvino``
+        extra; fp32, or ``precision="bf16"`` on CPUs with native bf16: faster, not at parity) or
+        ``"auto"`` (onnxruntime on the CPU where installed, for networks with depthwise 3D
+        convolutions (MedNeXt), else torch). The network is exported once per weights, tile size
+        and versions and cached on disk (:mod:`mednet_pvs.inference.backends`); ``predict``'s
+        ``info["backend_build"]`` reports the conversion. Weights changed afterwards need another
+        call. ``threads``: intra-op threads (default: physical cores).
 
         Raises:
-            ConfigError: an unknown name, onnxruntime off the CPU or with :meth:`compile`, the extra
-                missing, or a network the exporter cannot handle (one line each).
+            ConfigError: an unknown name or precision, a compiled backend off the CPU or with
+                :meth:`compile`, the extra missing, bf16 without CPU support, or a network the
+                exporter cannot handle (one line each).
         """
-        from mednet_pvs.inference.backends import build_backend, resolve_backend
+        from mednet_pvs.inference.backends import build_backend, check_precision, resolve_backend
 
         resolved = resolve_backend(name, self.device, self.networks)
         if resolved != "torch" and self._compiled is not None:
             if str(name).strip().lower() != "auto":
                 raise ConfigError(f"--backend {resolved} and --compile (torch.compile) exclude each other: choose one")
             resolved = "torch"
+        precision = check_precision(precision, resolved)
         digests = [tensor_digest(net.state_dict()) for net in self.networks]
         runners, build = build_backend(resolved, self.networks, digests, _input_channels(self.networks[0]),
-                                       self.inference.window.patch_size, threads=threads)
-        self._runners, self.backend, self._backend_request = runners, resolved, (name, threads)
+                                       self.inference.window.patch_size, threads=threads, precision=precision)
+        self._runners, self.backend, self._backend_request = runners, resolved, (name, threads, precision)
         self.backend_build = None if runners is None else build.to_dict()
         return self
 
@@ -336,12 +340,15 @@ class PVSModel:
         self._compiled = [torch.compile(net, **options) for net in self.networks]
         self._compile_options = dict(options)
         self._runners, self.backend, self.backend_build = None, "torch", None  # compiling is torch's
-        self._backend_request = ("torch", None)
+        self._backend_request = ("torch", None, "fp32")
         self._warm = False
         return self
 
     def _precision(self) -> str:
-        """``"bf16-autocast"`` where ``predict`` runs the networks so, else ``"fp32"``."""
+        """``"bf16-autocast"`` where ``predict`` runs the networks so, ``"bf16-openvino"`` on
+        OpenVINO in bf16, else ``"fp32"``."""
+        if self._backend_request[2] == "bf16" and self.backend == "openvino":
+            return "bf16-openvino"
         bf16 = self.autocast and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         return "bf16-autocast" if bf16 else "fp32"
 

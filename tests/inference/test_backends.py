@@ -151,9 +151,10 @@ def test_missing_package_is_one_line(monkeypatch, tmp_path, phantom, capsys):
 def test_backend_names_and_devices():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_backend("torch", cpu) == "torch" and resolve_backend("auto", cuda) == "torch"
-    with pytest.raises(ConfigError, match="runs on the CPU"):
-        resolve_backend("onnxruntime", cuda)
-    with pytest.raises(ConfigError, match=r"--backend must be one of torch, onnxruntime, auto, not 'tensorrt'"):
+    for name in ("onnxruntime", "openvino"):
+        with pytest.raises(ConfigError, match=f"--backend {name} runs on the CPU"):
+            resolve_backend(name, cuda)
+    with pytest.raises(ConfigError, match=r"--backend must be one of torch, onnxruntime, openvino, auto, not 'tensorrt'"):
         resolve_backend("tensorrt", cpu)
 
     class NoNetworks:  # e.g. the Frangi model
@@ -163,6 +164,8 @@ def test_backend_names_and_devices():
     assert apply_backend(plain, "auto") is plain and apply_backend(plain, "torch") is plain
     with pytest.raises(ConfigError, match="is for network models; frangi-t2w runs only as it is"):
         apply_backend(plain, "onnxruntime")
+    with pytest.raises(ConfigError, match="--precision bf16 is an option of --backend openvino only"):
+        apply_backend(plain, "torch", precision="bf16")
 
 
 def test_auto_picks_onnxruntime_on_the_cpu_when_installed(monkeypatch):
@@ -185,19 +188,81 @@ def test_predict_backend_option(tmp_path, phantom, capsys, monkeypatch):
     nib.save(nib.Nifti1Image(phantom.image, phantom.affine), f)
     calls = []
 
-    def record(self, name="auto", *, threads=None):
-        calls.append(name)
+    def record(self, name="auto", *, threads=None, precision="fp32"):
+        calls.append(name if precision == "fp32" else f"{name}/{precision}")
         raise ConfigError("stop here")  # the option reached the model; no need to predict
 
     monkeypatch.setattr(PVSModel, "use_backend", record)
     args = ["predict", "-i", str(f), "-m", "mednet-pvs-synth-t2w", "--device", "cpu", "-q"]
     assert main([*args, "-o", str(tmp_path / "a"), "--backend", "auto"]) == 1
     assert main([*args, "-o", str(tmp_path / "b"), "--backend", "ONNXRuntime"]) == 1
-    assert calls == ["auto", "onnxruntime"]
+    assert main([*args, "-o", str(tmp_path / "b"), "--backend", "openvino", "--precision", "BF16"]) == 1
+    assert calls == ["auto", "onnxruntime", "openvino/bf16"]
     capsys.readouterr()
+    for bad, problem in ((["--backend", "onnxruntime", "--precision", "bf16"], "--precision bf16 is an option of --backend openvino only"),
+                         (["--backend", "openvino", "--precision", "int4"], "--precision must be one of fp32, bf16, not 'int4'")):
+        assert main([*args, "-o", str(tmp_path / "d"), *bad]) == 1
+        err = capsys.readouterr().err.strip()
+        assert problem in err and err.count("\n") == 0, err
+        assert not (tmp_path / "d").exists(), "nothing written"
     for command in (["predict", *args[1:], "-o", str(tmp_path / "c")], ["demo", "--out", str(tmp_path / "c"), "--anatomy", "procedural", "-q"]):
         code = main([*command, "--backend", "tensorrt"])  # one line (a usage error where the option is a choice)
         err = capsys.readouterr().err.strip()
         assert code in (1, 2) and err.count("\n") == 0 and "tensorrt" in err and "onnxruntime" in err, err
         assert not (tmp_path / "c").exists(), "nothing written"
-    assert calls == ["auto", "onnxruntime"]
+    assert calls == ["auto", "onnxruntime", "openvino/bf16"]
+
+
+OPENVINO_MISSING = "--backend openvino needs the openvino extra: pip install 'mednet-pvs[openvino]'"
+
+
+@pytest.mark.slow
+def test_openvino_fp32_equals_torch_and_bf16_is_an_option(monkeypatch, tmp_path, phantom):
+    """OpenVINO compiles the cached ONNX graph; fp32 (hint set explicitly: on AMX CPUs the plugin's
+    default is bf16) equals torch within 1e-3; bf16 runs where the CPU has it, else one line."""
+    ov = pytest.importorskip("openvino")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    scan = (phantom.image, phantom.affine)
+    ref = tiny_model().predict(scan)
+    model = tiny_model().use_backend("openvino")
+    assert isinstance(model._runners[0], backends.OpenVinoNetwork) and model.backend == "openvino"
+    assert model._runners[0].compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+    pred = model.predict(scan)
+    assert pred.info["backend"] == "openvino" and pred.info["backend_build"]["precision"] == "fp32"
+    assert np.abs(pred.probabilities - ref.probabilities).max() < 1e-3
+    assert model.provenance()["settings"]["precision"] == "fp32"
+    assert list((tmp_path / "cache").glob("*.onnx")), "the ONNX Runtime export is the graph OpenVINO compiles"
+    has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if has_bf16:
+        fast = tiny_model().use_backend("openvino", precision="bf16")
+        assert fast._runners[0].compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16
+        p16 = fast.predict(scan)
+        assert 0 < np.abs(p16.probabilities - ref.probabilities).max() < 0.2  # reduced precision: close, not equal
+        assert fast.provenance()["settings"]["precision"] == "bf16-openvino"
+    else:
+        with pytest.raises(ConfigError, match="--precision bf16 needs a CPU with native bf16"):
+            tiny_model().use_backend("openvino", precision="bf16")
+
+
+def test_openvino_missing_is_one_line(monkeypatch, tmp_path):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino fails
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(ConfigError) as err:
+        tiny_model().use_backend("openvino")
+    assert str(err.value).startswith(OPENVINO_MISSING) and "\n" not in str(err.value)
+    assert not (tmp_path / "cache").exists(), "nothing exported before the check"
+
+
+def test_bf16_without_cpu_support_is_one_line(monkeypatch, tmp_path):
+    ov = pytest.importorskip("openvino")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    real = ov.Core.get_property
+
+    def no_bf16(self, device, name):
+        value = real(self, device, name)
+        return [c for c in value if c != "BF16"] if name == "OPTIMIZATION_CAPABILITIES" else value
+
+    monkeypatch.setattr(ov.Core, "get_property", no_bf16)
+    with pytest.raises(ConfigError, match="--precision bf16 needs a CPU with native bf16 \\(AVX512-BF16 or AMX\\); OpenVINO reports none here"):
+        tiny_model().use_backend("openvino", precision="bf16")

