@@ -286,7 +286,11 @@ class OpenVinoNetwork:
                   "INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY"}
         if cache is not None:
             config["CACHE_DIR"] = str(Path(cache) / "openvino")
-        self.compiled = core.compile_model(str(self.path), "CPU", config)
+        try:
+            self.compiled = core.compile_model(str(self.path), "CPU", config)
+        except Exception as exc:  # noqa: BLE001 - OpenVINO's own errors run to many lines
+            reason = " ".join(str(exc).split())[:300]
+            raise ConfigError(f"--backend openvino could not compile {self.path.name} ({reason})") from None
         self.request = self.compiled.create_infer_request()
 
     @property

@@ -266,3 +266,12 @@ def test_bf16_without_cpu_support_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setattr(ov.Core, "get_property", no_bf16)
     with pytest.raises(ConfigError, match="--precision bf16 needs a CPU with native bf16 \\(AVX512-BF16 or AMX\\); OpenVINO reports none here"):
         tiny_model().use_backend("openvino", precision="bf16")
+
+
+def test_a_graph_openvino_cannot_compile_is_one_line(tmp_path):
+    pytest.importorskip("openvino")
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not an onnx file")
+    with pytest.raises(ConfigError) as err:
+        backends.OpenVinoNetwork(bad, 1)
+    assert str(err.value).startswith("--backend openvino could not compile broken.onnx (") and "\n" not in str(err.value)
