@@ -96,7 +96,7 @@ class ForegroundSampler(RandomSampler):
 
         The costly part of sampling (a 3D max-pool and two ``nonzero`` over the whole volume: about
         0.25 s for a 170 x 230 x 170 target, 57 % of the queue's main-process time for 96^3 patches
-        in ``benchmarks/bench_data.py --feed``); :class:`IndexedSubjects` runs it where the subject
+        in ``benchmarks/bench_domain.py --feed``); :class:`IndexedSubjects` runs it where the subject
         is loaded (a loader worker) and the result travels with the subject.
         """
         lab = subject[self.label_name].data[0] if self.label_name in subject else None
@@ -141,14 +141,12 @@ class ForegroundSampler(RandomSampler):
         i0 = np.asarray(index_ini, dtype=np.int64)
         i1 = i0 + self.patch_size.astype(np.int64)
         box = (slice(None), *(slice(int(a), int(b)) for a, b in zip(i0, i1)))
-        out = subject.__class__.__new__(subject.__class__)
-        out.__dict__.update((k, v) for k, v in subject.__dict__.items() if k not in subject)
+        out = _without(subject)
         for key, value in subject.items():
             if isinstance(value, tio.Image):
                 affine = value.affine.copy()
                 affine[:3, 3] = apply_affine(value.affine, i0)
-                value = type(value)(tensor=value.data[box], affine=affine, type=value.type, path=value.path)
-            out[key] = value
+                out[key] = type(value)(tensor=value.data[box], affine=affine, type=value.type, path=value.path)
         out[tio.LOCATION] = torch.as_tensor(np.concatenate([i0, i1]))
         out.update_attributes()
         return out
@@ -158,7 +156,7 @@ class ForegroundSampler(RandomSampler):
 CENTRES_KEY = "sampling_centres"
 
 
-def _without(subject: tio.Subject, key: str) -> tio.Subject:
+def _without(subject: tio.Subject, key: str | None = None) -> tio.Subject:
     """A shallow copy of ``subject`` without ``key`` (images shared, not copied)."""
     out = subject.__class__.__new__(subject.__class__)
     out.__dict__.update((k, v) for k, v in subject.__dict__.items() if k != key)  # e.g. applied_transforms
