@@ -20,6 +20,8 @@ runs on the whole brain, the others on a central region of it; say so when quoti
 * ``s_k3_region``: the same on a 96 x 96 x 64 central region (4 tiles), all three methods.
 * ``s_k3_tta``: the same on a 64^3 central region (1 tile) with 8-fold mirroring TTA.
 * ``l_k5``: MedNeXt-L k5 (registry, seeded random weights: speed only), 64^3 region (1 tile).
+* ``l_k5_region``: the same on the 96 x 96 x 64 region (4 tiles: full batches of 2, as in a
+  whole brain; ``l_k5``'s one tile runs a batch of 1). Not in the default set.
 * ``resenc_m``: nnU-Net ResEnc-M (registry, random weights, planned for 64^3), 96 x 96 x 64 region.
 
 Methods, interleaved within each configuration (order rotated per configuration and per round;
@@ -32,6 +34,9 @@ network, volume, tiles of 64^3, step 0.5 / overlap 0.5, batch 2 and Gaussian wei
   Its one-time export is timed separately (``convert s``; the cache is a fresh temporary folder).
 * ``openvino`` / ``openvino-bf16`` (``--openvino fp32,bf16``): the same with
   :class:`~mednet_pvs.inference.backends.OpenVinoNetwork` compiling the exported graph.
+* ``inductor`` (``--inductor``): the same with
+  :class:`~mednet_pvs.inference.backends.InductorNetwork` (AOTInductor package built for batch 2
+  and these threads; its one-time compilation is timed in the header).
 * ``monai``: ``monai.inferers.sliding_window_inference(mode="gaussian", sigma_scale=0.125)`` on the
   same volume (all tiles; channels-first, MONAI's default); with TTA, once per mirror flip, averaged.
 
@@ -70,18 +75,19 @@ from mednet_pvs.inference.backends import (
     CACHE_ENV,
     OnnxRuntimeNetwork,
     OpenVinoNetwork,
+    compile_inductor,
     compile_onnxruntime,
     physical_cores,
 )
 from mednet_pvs.inference.model import tensor_digest
 from mednet_pvs.inference.sliding_window import _flip_sets, _forward, tile_starts
 
-CONFIGS = ("s_k3", "s_k3_whole_tta", "s_k3_region", "s_k3_tta", "l_k5", "resenc_m")
+CONFIGS = ("s_k3", "s_k3_whole_tta", "s_k3_region", "s_k3_tta", "l_k5", "l_k5_region", "resenc_m")
 PATCH = (64, 64, 64)
 REGION = (96, 96, 64)
 #: the region (None: the whole brain) of each configuration
 REGIONS: dict[str, tuple[int, int, int] | None] = {"s_k3": None, "s_k3_whole_tta": None, "s_k3_region": REGION, "s_k3_tta": (64, 64, 64),
-                                                   "l_k5": (64, 64, 64), "resenc_m": REGION}
+                                                   "l_k5": (64, 64, 64), "l_k5_region": REGION, "resenc_m": REGION}
 
 
 # ------------------------------------------------------------------------------- machine
@@ -172,7 +178,7 @@ def build(name: str, bundled) -> torch.nn.Module:
     torch.manual_seed(0)
     if name.startswith("s_k3"):
         return bundled.networks[0]
-    if name == "l_k5":
+    if name.startswith("l_k5"):
         return create_network("mednext_l_k5", in_channels=1, n_classes=2).eval()
     return create_network("nnunet_resenc_m", input_channels=1, num_classes=2, patch_size=list(PATCH)).eval()
 
@@ -248,7 +254,8 @@ OV_NAMES = {"fp32": "openvino", "bf16": "openvino-bf16"}
 
 
 def bench_config(name: str, image, mask, bundled, cache: Path, peak: dict, rotate: int, out: list[str],
-                 whole_monai: bool = False, rounds_n: int = 1, openvino_precisions: tuple[str, ...] = ()) -> dict:
+                 whole_monai: bool = False, rounds_n: int = 1, openvino_precisions: tuple[str, ...] = (),
+                 inductor: bool = False) -> dict:
     from mednet_pvs.inference import SlidingWindowConfig
 
     tta = name.endswith("_tta")
@@ -272,6 +279,15 @@ def bench_config(name: str, image, mask, bundled, cache: Path, peak: dict, rotat
     for precision in openvino_precisions:  # the same exported graph, compiled by OpenVINO
         ov_net = OpenVinoNetwork(runner.path, runner.threads, precision, cache=cache)
         methods[OV_NAMES[precision]] = lambda n=ov_net: run_ours([n], image, mask, window)
+    if inductor:  # PyTorch's AOTInductor, compiled for this batch and these threads
+        with Measure() as aoti:
+            ind_net, ind_done = compile_inductor(net, tensor_digest(net.state_dict()), 1, PATCH, batch=window.batch_size,
+                                                 threads=runner.threads, cache=cache)
+        line = (f"  inductor compile {ind_done['convert_s']:.1f} s ({aoti.cpu:.1f} CPU s of this process; the C++ compiler's "
+                f"own not counted), load {ind_done['load_s']:.2f} s")
+        print(line, flush=True)
+        out.append(line)
+        methods["inductor"] = lambda: run_ours([ind_net], image, mask, window)
     if region is None and not whole_monai:
         del methods["monai"]
     # the agreement's reference: PyTorch fp32 as the module is written (channels-first), untimed;
@@ -308,7 +324,7 @@ def bench_config(name: str, image, mask, bundled, cache: Path, peak: dict, rotat
     ref = "MONAI" if "monai" in results else "torch"
     lines = [(f"  {'method':12s} {'wall s':>8s} {'CPU s':>8s} {'CPU x ' + ref:>11s} {'wall x ' + ref:>12s} {'GFLOP/s':>8s} "
               f"{'% peak':>7s} {'GFLOP/CPU-s':>11s} {'% core':>7s} {'peak+GiB':>8s} {'max dprob':>9s} {'Dice':>7s}")]
-    for method in (m for m in ("torch", "onnxruntime", *OV_NAMES.values(), "monai") if m in results):
+    for method in (m for m in ("torch", "onnxruntime", *OV_NAMES.values(), "inductor", "monai") if m in results):
         r = results[method]
         agree = r["vs_fp32"]
         lines.append(f"  {method:12s} {r['wall_s']:8.1f} {r['cpu_s']:8.1f} {mon['cpu_s'] / r['cpu_s']:10.2f}x "
@@ -316,7 +332,7 @@ def bench_config(name: str, image, mask, bundled, cache: Path, peak: dict, rotat
                      f"{r['gflops_per_cpu_s']:11.1f} {100 * r['gflops_per_cpu_s'] / peak['per_core_gflops']:6.1f}% "
                      f"{r['peak_rss_growth_gib']:8.2f} {agree['max_prob_diff']:9.2e} {agree['dice']:7.4f}")
     if len(rounds) > 1:  # the ratio round by round: how much of it is this machine's noise
-        for method in (m for m in ("torch", "onnxruntime", *OV_NAMES.values()) if m in results and ref.lower() != m):
+        for method in (m for m in ("torch", "onnxruntime", *OV_NAMES.values(), "inductor") if m in results and ref.lower() != m):
             per = [r[ref.lower()].cpu / r[method].cpu for r in rounds]
             lines.append(f"  {method} CPU x {ref} per round: " + ", ".join(f"{v:.2f}" for v in per)
                          + f" (median of {len(rounds)} rounds in the table)")
@@ -329,7 +345,7 @@ def bench_config(name: str, image, mask, bundled, cache: Path, peak: dict, rotat
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--configs", default=",".join(c for c in CONFIGS if c != "s_k3_whole_tta"),
+    ap.add_argument("--configs", default=",".join(c for c in CONFIGS if c not in ("s_k3_whole_tta", "l_k5_region")),
                     help=f"comma-separated among {', '.join(CONFIGS)}")
     ap.add_argument("--threads", type=int, default=physical_cores(), help="torch and ONNX Runtime threads")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here (and .txt beside it)")
@@ -337,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--whole-monai", action="store_true", help="also run MONAI on the whole brain (s_k3)")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds per configuration (order rotated each "
                     "round); the table gives medians, then the per-round CPU ratios")
+    ap.add_argument("--inductor", action="store_true", help="also PyTorch's AOTInductor (--backend inductor)")
     ap.add_argument("--openvino", default="", help="also OpenVINO on the same exported graph at these precisions "
                     "(comma-separated: fp32, bf16; bf16 only where the CPU has it)")
     args = ap.parse_args(argv)
@@ -353,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     peak = fp32_peak()
     out = [f"{peak['cpu']}, {peak['isa']}; FP32 peak {peak['peak_gflops']:.0f} GFLOP/s = {peak['derivation']}",
            f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, threads {args.threads}, python {platform.python_version()}"
-           + (f", openvino {__import__('openvino').__version__.split('-')[0]} ({', '.join(ov_precisions)})" if ov_precisions else "")]
+           + (f", openvino {__import__('openvino').__version__.split('-')[0]} ({', '.join(ov_precisions)})" if ov_precisions else "")
+           + (", inductor (AOTInductor, freezing)" if args.inductor else "")]
     for line in out:
         print(line, flush=True)
     t0 = time.perf_counter()
@@ -365,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[CACHE_ENV] = str(cache)
         for i, name in enumerate(configs):
             report["configs"][name] = bench_config(name, image, mask, bundled, cache, peak, i, out, args.whole_monai,
-                                                      args.rounds, ov_precisions)
+                                                      args.rounds, ov_precisions, args.inductor)
         report["onnxruntime_threads"] = thread_check(bundled, cache, out)
     report["seconds"] = time.perf_counter() - t0
     out.append(f"total {report['seconds']:.0f} s; load average at the end {os.getloadavg()}")

@@ -12,7 +12,7 @@ from mednet_pvs.cli.options import MODEL, OUT, choices, plain
 # mednet_pvs.synth.phantom_config and mednet_pvs.inference.backends, not imported here: --help stays fast).
 Anatomy = choices("Anatomy", ("mni", "procedural"))
 Contrast = choices("Contrast", ("T2w", "T1w", "FLAIR", "PD", "any"))
-Backend = choices("Backend", ("torch", "onnxruntime", "openvino", "auto"))
+Backend = choices("Backend", ("torch", "onnxruntime", "openvino", "inductor", "auto"))
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("auto", *MODEL,
                                   help="Model to segment with: auto (the bundled model of the contrast, or the any-contrast model), a zoo name or folder, or none."),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-        backend: Backend = typer.Option("torch", "--backend", case_sensitive=False, help="Where the network runs: torch, onnxruntime (CPU; pip install 'mednet-pvs[onnx]'), openvino (CPU; pip install 'mednet-pvs[openvino]') or auto."),
+        backend: Backend = typer.Option("torch", "--backend", case_sensitive=False, help="Where the network runs: torch, onnxruntime (CPU; pip install 'mednet-pvs[onnx]'), openvino (CPU; pip install 'mednet-pvs[openvino]'), inductor (CPU; needs a C++ compiler) or auto."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress; only the summary."),
     ) -> None:
         """Make a synthetic PVS phantom (MNI152, 1 mm, burden 2), segment it, report Dice against its truth."""

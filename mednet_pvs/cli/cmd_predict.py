@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases whose outputs already exist (also those made by another model or settings)."),
         max_anisotropy: float = typer.Option(8.0, "--max-anisotropy", min=1.0, help="Largest coarsest/finest voxel size ratio accepted."),
         compile_: bool = typer.Option(False, "--compile", help="torch.compile the networks (pays minutes of compilation once per run; then faster)."),
-        backend: str = typer.Option("torch", "--backend", help="Where the networks run: torch, onnxruntime (CPU, ~2x faster; exported once and cached; pip install 'mednet-pvs[onnx]'), openvino (CPU; pip install 'mednet-pvs[openvino]') or auto (onnxruntime on the CPU where installed)."),
+        backend: str = typer.Option("torch", "--backend", help="Where the networks run: torch, onnxruntime (CPU, ~2x faster; exported once and cached; pip install 'mednet-pvs[onnx]'), openvino (CPU; pip install 'mednet-pvs[openvino]'), inductor (CPU; PyTorch's AOTInductor, needs a C++ compiler; compiled once, about a minute, then cached) or auto (onnxruntime on the CPU where installed)."),
         precision: str = typer.Option("fp32", "--precision", help="fp32 (default: equal to torch within 1e-3), or bf16 with --backend openvino on a CPU with native bf16 (AMX/AVX512-BF16): faster, labels not identical."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only failed cases and the final line (no progress)."),
         layout: str = typer.Option("flat", "--layout", help="Output layout: flat (a folder per case) or bids (BIDS derivatives: sub-*/[ses-*/]anat/*_desc-pvs_mask.nii.gz, dataset_description.json, phenotype/pvs_burden.tsv)."),

@@ -160,8 +160,9 @@ class PVSModel:
     def use_backend(self, name: str = "auto", *, threads: int | None = None, precision: str = "fp32") -> PVSModel:
         """Run the members on ``name`` from the next ``predict`` on: ``"torch"`` (the reference),
         ``"onnxruntime"`` (CPU, fp32; the ``onnx`` extra), ``"openvino"`` (CPU; the ``openvino``
-        extra; fp32, or ``precision="bf16"`` on CPUs with native bf16: faster, not at parity) or
-        ``"auto"`` (onnxruntime on the CPU where installed, for networks with depthwise 3D
+        extra; fp32, or ``precision="bf16"`` on CPUs with native bf16: faster, not at parity),
+        ``"inductor"`` (CPU, fp32; PyTorch's AOTInductor, needs a C++ compiler; built for the
+        window's batch size and these threads) or ``"auto"`` (onnxruntime on the CPU where installed, for networks with depthwise 3D
         convolutions (MedNeXt), else torch). The network is exported once per weights, tile size
         and versions and cached on disk (:mod:`mednet_pvs.inference.backends`); ``predict``'s
         ``info["backend_build"]`` reports the conversion. Weights changed afterwards need another
@@ -182,7 +183,8 @@ class PVSModel:
         precision = check_precision(precision, resolved)
         digests = [tensor_digest(net.state_dict()) for net in self.networks]
         runners, build = build_backend(resolved, self.networks, digests, _input_channels(self.networks[0]),
-                                       self.inference.window.patch_size, threads=threads, precision=precision)
+                                       self.inference.window.patch_size, threads=threads, precision=precision,
+                                       batch=self.inference.window.batch_size)
         self._runners, self.backend, self._backend_request = runners, resolved, (name, threads, precision)
         self.backend_build = None if runners is None else build.to_dict()
         return self

@@ -151,10 +151,10 @@ def test_missing_package_is_one_line(monkeypatch, tmp_path, phantom, capsys):
 def test_backend_names_and_devices():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_backend("torch", cpu) == "torch" and resolve_backend("auto", cuda) == "torch"
-    for name in ("onnxruntime", "openvino"):
+    for name in ("onnxruntime", "openvino", "inductor"):
         with pytest.raises(ConfigError, match=f"--backend {name} runs on the CPU"):
             resolve_backend(name, cuda)
-    with pytest.raises(ConfigError, match=r"--backend must be one of torch, onnxruntime, openvino, auto, not 'tensorrt'"):
+    with pytest.raises(ConfigError, match=r"--backend must be one of torch, onnxruntime, openvino, inductor, auto, not 'tensorrt'"):
         resolve_backend("tensorrt", cpu)
 
     class NoNetworks:  # e.g. the Frangi model
@@ -162,8 +162,9 @@ def test_backend_names_and_devices():
 
     plain = NoNetworks()
     assert apply_backend(plain, "auto") is plain and apply_backend(plain, "torch") is plain
-    with pytest.raises(ConfigError, match="is for network models; frangi-t2w runs only as it is"):
-        apply_backend(plain, "onnxruntime")
+    for name in ("onnxruntime", "inductor"):
+        with pytest.raises(ConfigError, match="is for network models; frangi-t2w runs only as it is"):
+            apply_backend(plain, name)
     with pytest.raises(ConfigError, match="--precision bf16 is an option of --backend openvino only"):
         apply_backend(plain, "torch", precision="bf16")
 
@@ -197,7 +198,8 @@ def test_predict_backend_option(tmp_path, phantom, capsys, monkeypatch):
     assert main([*args, "-o", str(tmp_path / "a"), "--backend", "auto"]) == 1
     assert main([*args, "-o", str(tmp_path / "b"), "--backend", "ONNXRuntime"]) == 1
     assert main([*args, "-o", str(tmp_path / "b"), "--backend", "openvino", "--precision", "BF16"]) == 1
-    assert calls == ["auto", "onnxruntime", "openvino/bf16"]
+    assert main([*args, "-o", str(tmp_path / "b"), "--backend", "Inductor"]) == 1
+    assert calls == ["auto", "onnxruntime", "openvino/bf16", "inductor"]
     capsys.readouterr()
     for bad, problem in ((["--backend", "onnxruntime", "--precision", "bf16"], "--precision bf16 is an option of --backend openvino only"),
                          (["--backend", "openvino", "--precision", "int4"], "--precision must be one of fp32, bf16, not 'int4'")):
@@ -210,7 +212,7 @@ def test_predict_backend_option(tmp_path, phantom, capsys, monkeypatch):
         err = capsys.readouterr().err.strip()
         assert code in (1, 2) and err.count("\n") == 0 and "tensorrt" in err and "onnxruntime" in err, err
         assert not (tmp_path / "c").exists(), "nothing written"
-    assert calls == ["auto", "onnxruntime", "openvino/bf16"]
+    assert calls == ["auto", "onnxruntime", "openvino/bf16", "inductor"]
 
 
 OPENVINO_MISSING = "--backend openvino needs the openvino extra: pip install 'mednet-pvs[openvino]'"
@@ -275,3 +277,99 @@ def test_a_graph_openvino_cannot_compile_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as err:
         backends.OpenVinoNetwork(bad, 1)
     assert str(err.value).startswith("--backend openvino could not compile broken.onnx (") and "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------ inductor (AOTInductor)
+@pytest.fixture(scope="module")
+def inductor_built(tmp_path_factory):
+    """The tiny model compiled once by AOTInductor (batch 3: the window's) into a fresh cache; the
+    seconds the first use_backend took (about 40 s on 2 cores: most of it the C++ compiler)."""
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except Exception:  # noqa: BLE001
+        pytest.skip("no C++ compiler on this machine")
+    cache = tmp_path_factory.mktemp("aoti")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(cache))
+        model = tiny_model()
+        t0 = time.perf_counter()
+        model.use_backend("inductor")
+        first = time.perf_counter() - t0
+    return model, cache, first
+
+
+@pytest.mark.slow
+def test_inductor_prediction_equals_torch(inductor_built, phantom, monkeypatch):
+    model, _, _ = inductor_built
+    runner = model._runners[0]
+    assert isinstance(runner, backends.InductorNetwork) and runner.batch == 3 and runner.preferred_batch == 3
+    shapes = []
+    real = runner.module
+
+    class Counted:  # what the compiled package itself is given
+        def __call__(self, x):
+            shapes.append(tuple(x.shape))
+            return real(x)
+
+    monkeypatch.setattr(runner, "module", Counted())
+    scan = (phantom.image, phantom.affine)
+    pred = model.predict(scan)
+    # 4 tiles, mirrored on one axis: 3 tiles twice, then the last tile and its mirror padded to 3
+    assert shapes and {s[0] for s in shapes} == {3}, shapes
+    ref = tiny_model().predict(scan)
+    assert pred.info["backend"] == "inductor" and pred.info["backend_build"]["precision"] == "fp32"
+    assert np.abs(pred.probabilities - ref.probabilities).max() < 1e-3
+    cut = float(np.median(ref.probabilities[ref.probabilities > 0]))
+    a, b = ref.probabilities > cut, pred.probabilities > cut
+    assert 0 < a.sum() < a.size and _dice(a, b) >= 0.999
+    assert model.provenance()["settings"]["backend"] == "inductor"
+    x = torch.randn(5, 1, 32, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        eager = backends._FirstOutput(tiny_model().networks[0])(x)
+    assert torch.allclose(runner(x), eager, atol=1e-4), "a batch of 5: parts of 3 and 2 (padded)"
+    with pytest.raises(ConfigError, match=r"was compiled for tiles of shape \[1, 32, 32, 32\] \(C, X, Y, Z\), not \[1, 32, 32, 16\]"):
+        runner(x[..., :16])  # the package itself would crash the process
+
+
+@pytest.mark.slow
+def test_the_inductor_package_is_cached_and_keyed_by_threads(inductor_built, monkeypatch):
+    model, cache, first = inductor_built
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    assert len(list(cache.glob("*.pt2"))) == 1 and len(list(cache.glob("*.json"))) == 1
+    again = tiny_model()
+    t0 = time.perf_counter()
+    again.use_backend("inductor")
+    second = time.perf_counter() - t0
+    assert second < 0.1 * first, f"second load {second:.2f} s vs first {first:.2f} s"
+    assert again.backend_build["cached"] == [True] and model.backend_build["cached"] == [False]
+    assert not list(cache.glob(".*tmp*")), "no temporary file left behind"
+    compiled = []
+
+    def export(*args, **kwargs):
+        compiled.append(args)
+        raise ConfigError("compile attempted")
+
+    monkeypatch.setattr(backends, "export_inductor", export)
+    with pytest.raises(ConfigError, match="compile attempted"):  # its loops are built for a thread count
+        tiny_model().use_backend("inductor", threads=physical_cores() + 1)
+    from mednet_pvs.inference.model import tensor_digest
+
+    net = again.networks[0]
+    same, _ = backends.compile_inductor(net, tensor_digest(net.state_dict()), 1, (32, 32, 32), batch=3, cache=cache)
+    assert same.path == again._runners[0].path and len(compiled) == 1
+    with pytest.raises(ConfigError, match="compile attempted"):  # and for a batch size
+        backends.compile_inductor(net, tensor_digest(net.state_dict()), 1, (32, 32, 32), batch=4, cache=cache)
+    assert len(compiled) == 2
+
+
+def test_inductor_without_a_compiler_is_one_line(monkeypatch, tmp_path):
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(ConfigError) as err:
+        tiny_model().use_backend("inductor")
+    assert str(err.value).startswith("--backend inductor needs a C++ compiler") and "\n" not in str(err.value)
+    assert not (tmp_path / "cache").exists(), "nothing compiled before the check"
