@@ -40,6 +40,9 @@ network, volume, tiles of 64^3, step 0.5 / overlap 0.5, batch 2 and Gaussian wei
 * ``monai``: ``monai.inferers.sliding_window_inference(mode="gaussian", sigma_scale=0.125)`` on the
   same volume (all tiles; channels-first, MONAI's default); with TTA, once per mirror flip, averaged.
 
+``--malloc reuse`` applies :func:`~mednet_pvs.inference.cpu_memory.reuse_freed_memory` (what the CLI
+does on the CPU) before anything runs, so every method, MONAI included, allocates the same way.
+
 Figures: wall time and process CPU time (all threads; on a shared machine the CPU time is the
 steadier figure), the forward passes' FLOPs (``torch.utils.flop_counter.FlopCounterMode`` on one
 tile, x tiles x passes) per wall second and per CPU second, against the FP32 peak derived from
@@ -79,6 +82,7 @@ from mednet_pvs.inference.backends import (
     compile_onnxruntime,
     physical_cores,
 )
+from mednet_pvs.inference.cpu_memory import reuse_freed_memory
 from mednet_pvs.inference.model import tensor_digest
 from mednet_pvs.inference.sliding_window import _flip_sets, _forward, tile_starts
 
@@ -353,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--whole-monai", action="store_true", help="also run MONAI on the whole brain (s_k3)")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds per configuration (order rotated each "
                     "round); the table gives medians, then the per-round CPU ratios")
+    ap.add_argument("--malloc", choices=("default", "reuse"), default="default",
+                    help="glibc's allocator for every method alike: its defaults, or reuse_freed_memory() "
+                    "(what the CLI sets for CPU runs: large activations served from the heap, freed memory kept)")
     ap.add_argument("--inductor", action="store_true", help="also PyTorch's AOTInductor (--backend inductor)")
     ap.add_argument("--openvino", default="", help="also OpenVINO on the same exported graph at these precisions "
                     "(comma-separated: fp32, bf16; bf16 only where the CPU has it)")
@@ -367,11 +374,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     import onnxruntime
 
+    if args.malloc == "reuse" and not reuse_freed_memory():
+        ap.error("--malloc reuse needs glibc (Linux)")
+
     peak = fp32_peak()
     out = [f"{peak['cpu']}, {peak['isa']}; FP32 peak {peak['peak_gflops']:.0f} GFLOP/s = {peak['derivation']}",
            f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, threads {args.threads}, python {platform.python_version()}"
            + (f", openvino {__import__('openvino').__version__.split('-')[0]} ({', '.join(ov_precisions)})" if ov_precisions else "")
-           + (", inductor (AOTInductor, freezing)" if args.inductor else "")]
+           + (", inductor (AOTInductor, freezing)" if args.inductor else "")
+           + f"; allocator: glibc {'defaults' if args.malloc == 'default' else 'with reuse_freed_memory() (all methods)'}"]
     for line in out:
         print(line, flush=True)
     t0 = time.perf_counter()

@@ -40,6 +40,10 @@ def register(app: typer.Typer) -> None:
         from mednet_pvs.io import check_output_dir
 
         check_output_dir(out)
+        if str(device or "cpu").startswith("cpu"):  # large activations: reuse freed memory (mednet_pvs.inference.cpu_memory)
+            from mednet_pvs.inference import cpu_memory
+
+            cpu_memory.reuse_freed_memory()
         show = progress_display(Console(stderr=True, soft_wrap=True), 1, quiet=quiet)
         with show:
             result = run_demo(out, seed, anatomy=plain(anatomy), contrast=plain(contrast), head=head,

@@ -1,4 +1,4 @@
-"""Where the networks run: PyTorch (the reference), ONNX Runtime or OpenVINO (a compiled CPU graph).
+"""Where the networks run: PyTorch (the reference), ONNX Runtime, OpenVINO or AOTInductor (compiled CPU code).
 
     model = load_pretrained("mednet-pvs-synth-t2w", device="cpu")
     model.use_backend("onnxruntime")     # exports once per weights/tile/versions, cached on disk
@@ -44,6 +44,26 @@ from both by up to 8.4e-4 (1.5e-3 on the whole brain). Intra-op threads, 1 vs 2 
 2-core machine: 1.7-3.2 vs 2.0-4.3 CPU s per batch, wall no better with 2; the default stays at the
 physical cores (a quiet machine's choice), ``use_backend(threads=)`` to change it.
 
+``inductor`` (no extra package; a C++ compiler) is PyTorch's own ahead-of-time compiler
+(:func:`export_inductor`: ``torch.export``, then ``aoti_compile_and_package`` with the weights
+frozen, so oneDNN gets pre-packed convolution weights and the normalisations and activations are
+fused into generated C++ loops). The package is native code for this CPU, built for one batch size
+and thread count (:class:`InductorNetwork`). Measured on the AMX Xeon (medians of 3 interleaved
+rounds, CPU seconds, ``benchmarks/results/cpu_backends_inductor_rounds_cpu2.txt``): it is the
+fastest fp32 backend for MedNeXt-L k5 with full batches (4 tiles: 22.6 s against 25.4 ONNX
+Runtime, 36.4 OpenVINO, 31.3 torch, 49.0 MONAI: 2.17x MONAI), the leanest in memory (+0.6 GiB
+against +2.8 for ONNX Runtime) and the closest to torch fp32 (max |dp| <= 5e-6), but slower than
+ONNX Runtime or OpenVINO for the 16-channel S k3 (2.12x MONAI against 2.85x / 4.28x) and ResEnc-M
+(1.20x against 1.14x / 1.73x). Compiling takes 38-83 s once (the C++ compiler); loading 0.01-0.4
+s. Not a default: ``auto`` stays ONNX Runtime (no compiler needed, exports in 10-25 s).
+
+All of these figures, MONAI's included, were measured with glibc's default allocator, which maps
+every large activation afresh and faults it in at every call. With
+:func:`~mednet_pvs.inference.cpu_memory.reuse_freed_memory` for every method (what ``predict``
+sets on the CPU; ``benchmarks/results/cpu_backends_malloc_cpu2.txt``) MONAI is 1.4-2.8x faster and
+the best backend per network reaches 1.90x MONAI (OpenVINO fp32, S k3), 1.61x (inductor, L k5, 4
+tiles; torch 1.59x) and 1.43x (OpenVINO fp32, ResEnc-M).
+
 Reduced precision: only OpenVINO in bf16 (``precision="bf16"``) on CPUs with native bf16; ONNX
 Runtime's CPU provider has no fast fp16 or bf16 3D convolutions. PyTorch's own bf16 autocast on the
 same AMX Xeon: ResEnc-M 1.8x faster than fp32, MedNeXt slower (S k3 3.2-3.4 vs 2.1-3.1 CPU s, L k5
@@ -53,7 +73,9 @@ The cache (:func:`cache_dir`: ``$MEDNET_PVS_CACHE``, default ``~/.cache/mednet-p
 holds one ``<key>.onnx`` (written atomically) and a ``<key>.json`` describing it per (member
 weights sha256, input channels, tile shape, the network's source code, torch / onnx / onnxscript /
 onnxruntime versions, opset). Batch size and threads are not in the key: the file has a dynamic
-batch and serves any thread count (sessions are built from it in ~0.1 s).
+batch and serves any thread count (sessions are built from it in ~0.1 s). An AOTInductor package
+is one ``<key>.pt2`` and its ``<key>.json`` per (weights, channels, tile, batch, threads, network
+code, torch version, CPU instruction set and machine: :func:`inductor_key`).
 """
 from __future__ import annotations
 
@@ -427,22 +449,8 @@ def compile_inductor(net: nn.Module, weights_sha256: str, channels: int, patch: 
     folder = Path(cache) if cache is not None else cache_dir()
     key = inductor_key(weights_sha256, net, channels, patch, batch, threads)
     path = folder / f"{_key_name(key)}.pt2"
-    cached, convert_s = path.is_file(), 0.0
-    if not cached:
-        convert_s = export_inductor(net, channels, patch, batch, threads, path)
-        write_json({**key, "network": type(net).__name__, "export_seconds": round(convert_s, 3),
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, path.with_suffix(".json"))
-    t0 = time.perf_counter()
-    try:
-        runner = InductorNetwork(path, batch, threads, (channels, *patch))
-    except Exception:
-        if not cached:
-            raise
-        path.unlink(missing_ok=True)  # a damaged cache entry: compile again, once
-        convert_s, cached = export_inductor(net, channels, patch, batch, threads, path), False
-        t0 = time.perf_counter()
-        runner = InductorNetwork(path, batch, threads, (channels, *patch))
-    return runner, {"cached": cached, "convert_s": convert_s, "load_s": time.perf_counter() - t0, "file": str(path)}
+    return _load_or_build(path, key, net, lambda: export_inductor(net, channels, patch, batch, threads, path),
+                          lambda: InductorNetwork(path, batch, threads, (channels, *patch)))
 
 
 @dataclass
@@ -450,7 +458,7 @@ class BackendBuild:
     """What building a backend did: per member whether the cache held it and how long it took.
 
     Attributes:
-        backend: ``"torch"``, ``"onnxruntime"`` or ``"openvino"``.
+        backend: ``"torch"``, ``"onnxruntime"``, ``"openvino"`` or ``"inductor"``.
         threads: intra-op threads of the compiled sessions (``None`` for torch).
         precision: ``"fp32"``, or ``"bf16"`` (openvino only).
         convert_s: seconds spent exporting (0 when every member came from the cache).
@@ -553,33 +561,40 @@ def compile_onnxruntime(net: nn.Module, weights_sha256: str, channels: int, patc
     folder = Path(cache) if cache is not None else cache_dir()
     key = cache_key(weights_sha256, net, channels, patch)
     path = folder / f"{_key_name(key)}.onnx"
+    return _load_or_build(path, key, net, lambda: export_onnx(net, channels, patch, path),
+                          lambda: OnnxRuntimeNetwork(path, threads))
+
+
+def _load_or_build(path: Path, key: dict[str, Any], net: nn.Module, build: Any, load: Any) -> tuple[Any, dict[str, Any]]:
+    """``load()`` the compiled file at ``path``, ``build()``-ing it first (and its ``.json`` record of
+    ``key``) where the cache lacks it; a cached file that fails to load is built again, once."""
     cached, convert_s = path.is_file(), 0.0
     if not cached:
-        convert_s = export_onnx(net, channels, patch, path)
+        convert_s = build()
         write_json({**key, "network": type(net).__name__, "export_seconds": round(convert_s, 3),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, path.with_suffix(".json"))
     t0 = time.perf_counter()
     try:
-        runner = OnnxRuntimeNetwork(path, threads)
+        runner = load()
     except ConfigError:
         raise
     except Exception:
         if not cached:
             raise
-        path.unlink(missing_ok=True)  # a damaged cache entry: export again, once
-        convert_s = export_onnx(net, channels, patch, path)
-        cached = False
+        path.unlink(missing_ok=True)  # a damaged cache entry: build again, once
+        convert_s, cached = build(), False
         t0 = time.perf_counter()
-        runner = OnnxRuntimeNetwork(path, threads)
+        runner = load()
     return runner, {"cached": cached, "convert_s": convert_s, "load_s": time.perf_counter() - t0, "file": str(path)}
 
 
 def build_backend(name: str, networks: Sequence[nn.Module], weights_sha256: Sequence[str], channels: int,
                   patch: Sequence[int], *, threads: int | None = None, cache: Path | None = None,
                   precision: str = "fp32", batch: int | None = None) -> tuple[list[Any] | None, BackendBuild]:
-    """The callables for backend ``name`` (already resolved: ``torch``, ``onnxruntime`` or
-    ``openvino``), one per member (``None`` for torch: the networks themselves run), and what
-    building them did. ``openvino`` compiles the graph ``onnxruntime`` exports and caches."""
+    """The callables for backend ``name`` (already resolved: ``torch``, ``onnxruntime``,
+    ``openvino`` or ``inductor``), one per member (``None`` for torch: the networks themselves run),
+    and what building them did. ``openvino`` compiles the graph ``onnxruntime`` exports and caches;
+    ``inductor`` builds its own package for ``batch`` tiles per call (default: ``threads``)."""
     precision = check_precision(precision, name)
     if name == "torch":
         return None, BackendBuild("torch")

@@ -194,12 +194,17 @@ def test_predict_backend_option(tmp_path, phantom, capsys, monkeypatch):
         raise ConfigError("stop here")  # the option reached the model; no need to predict
 
     monkeypatch.setattr(PVSModel, "use_backend", record)
+    from mednet_pvs.inference import cpu_memory
+
+    reused = []
+    monkeypatch.setattr(cpu_memory, "reuse_freed_memory", lambda: reused.append(True))
     args = ["predict", "-i", str(f), "-m", "mednet-pvs-synth-t2w", "--device", "cpu", "-q"]
     assert main([*args, "-o", str(tmp_path / "a"), "--backend", "auto"]) == 1
     assert main([*args, "-o", str(tmp_path / "b"), "--backend", "ONNXRuntime"]) == 1
     assert main([*args, "-o", str(tmp_path / "b"), "--backend", "openvino", "--precision", "BF16"]) == 1
     assert main([*args, "-o", str(tmp_path / "b"), "--backend", "Inductor"]) == 1
     assert calls == ["auto", "onnxruntime", "openvino/bf16", "inductor"]
+    assert len(reused) == 4, "a CPU run keeps freed memory for the next tile (cpu_memory)"
     capsys.readouterr()
     for bad, problem in ((["--backend", "onnxruntime", "--precision", "bf16"], "--precision bf16 is an option of --backend openvino only"),
                          (["--backend", "openvino", "--precision", "int4"], "--precision must be one of fp32, bf16, not 'int4'")):
@@ -362,6 +367,10 @@ def test_the_inductor_package_is_cached_and_keyed_by_threads(inductor_built, mon
     with pytest.raises(ConfigError, match="compile attempted"):  # and for a batch size
         backends.compile_inductor(net, tensor_digest(net.state_dict()), 1, (32, 32, 32), batch=4, cache=cache)
     assert len(compiled) == 2
+    same.path.write_bytes(b"damaged")  # a damaged cache entry is built again (last: it spoils the fixture's cache)
+    with pytest.raises(ConfigError, match="compile attempted"):
+        tiny_model().use_backend("inductor")
+    assert len(compiled) == 3 and not same.path.exists()
 
 
 def test_inductor_without_a_compiler_is_one_line(monkeypatch, tmp_path):
