@@ -46,12 +46,16 @@ def phantom():
 def exported(tmp_path_factory):
     """A tiny model exported once into a fresh cache; the seconds the first use_backend took."""
     pytest.importorskip("onnxruntime")
-    cache = tmp_path_factory.mktemp("compiled")
+    return _first_use("onnxruntime", tmp_path_factory.mktemp("compiled"))
+
+
+def _first_use(backend: str, cache):
+    """A tiny model on ``backend`` with ``cache`` as the compiled-model cache; (model, cache, seconds)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CACHE_ENV, str(cache))
         model = tiny_model()
         t0 = time.perf_counter()
-        model.use_backend("onnxruntime")
+        model.use_backend(backend)
         first = time.perf_counter() - t0
     return model, cache, first
 
@@ -295,14 +299,7 @@ def inductor_built(tmp_path_factory):
         get_cpp_compiler()
     except Exception:  # noqa: BLE001
         pytest.skip("no C++ compiler on this machine")
-    cache = tmp_path_factory.mktemp("aoti")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(CACHE_ENV, str(cache))
-        model = tiny_model()
-        t0 = time.perf_counter()
-        model.use_backend("inductor")
-        first = time.perf_counter() - t0
-    return model, cache, first
+    return _first_use("inductor", tmp_path_factory.mktemp("aoti"))
 
 
 @pytest.mark.slow
