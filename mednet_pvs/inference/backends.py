@@ -346,8 +346,10 @@ class InductorNetwork:
 
     The package is built for one batch size: a smaller batch is padded with zero tiles (their
     outputs dropped), a larger one run in parts. A dynamic batch was measured slower and wrong
-    (torch 2.13, MedNeXt-L k5 exported with ``Dim("batch", min=1)``: batch 2 took 12.1 CPU s against
-    6.6 static, and batch 1 gave logits 3.4 away from eager), so it is not used.
+    (torch 2.13, MedNeXt-L k5 exported with ``Dim("batch", min=1)``: batch 2 took 11.8-12.1 CPU s
+    against 6.6 static in the same trial (9-11 s in later processes: the static package's time
+    varies with glibc's page faults, :mod:`~mednet_pvs.inference.cpu_memory`), and batch 1 gave
+    logits 3.4 away from eager), so it is not used.
 
     The package does not check its input's shape (another batch size crashed the process with a
     segmentation fault, torch 2.13), so every call is checked here first.
@@ -423,7 +425,8 @@ def export_inductor(net: nn.Module, channels: int, patch: Sequence[int], batch: 
     torch.set_num_threads(int(threads))
     try:
         # no_grad matters: inductor freezes the weights (and pre-packs them) only with grad off; without
-        # it the package ran MedNeXt-L k5 no faster than eager (21.7 vs 6.6 CPU s per batch of 2 x 64^3)
+        # it the package ran MedNeXt-L k5 no faster than eager (21.7 vs 22.5 eager, 6.6 frozen, CPU s per
+        # batch of 2 x 64^3, one trial)
         with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings(), \
                 contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
