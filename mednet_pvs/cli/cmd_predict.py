@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         if inputs is not None:
             cases = collect_inputs(inputs, regions=region_path, brainmask=brainmask, converted=Path(outdir) / "converted")
         net = load_pretrained(model, device=device)
-        if str(getattr(net, "device", "cpu")).startswith("cpu"):  # large activations: reuse freed memory (1.6-2.4x on L k5)
+        if str(getattr(net, "device", "cpu")).startswith("cpu"):  # large activations: reuse freed memory (mednet_pvs.inference.cpu_memory)
             from mednet_pvs.inference import cpu_memory
 
             cpu_memory.reuse_freed_memory()

@@ -60,6 +60,19 @@ def _first_use(backend: str, cache):
     return model, cache, first
 
 
+def _refuse(monkeypatch, step: str, message: str) -> list:
+    """Replace ``backends.<step>`` (an export or compile step) by one that records each call and
+    raises ``ConfigError(message)``; returns the list of calls."""
+    calls: list = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise ConfigError(message)
+
+    monkeypatch.setattr(backends, step, refuse)
+    return calls
+
+
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
 
@@ -119,13 +132,7 @@ def test_the_compiled_model_is_cached_and_reused(exported, monkeypatch):
     assert again.backend_build["threads"] == 1 and again._runners[0].threads == 1
     assert model.backend_build["cached"] == [False] and model.backend_build["convert_s"] > 0
     assert not list(cache.glob(".*tmp*")), "no temporary file left behind"
-    exports = []
-
-    def export(*args, **kwargs):
-        exports.append(args)
-        raise ConfigError("export attempted")
-
-    monkeypatch.setattr(backends, "export_onnx", export)
+    exports = _refuse(monkeypatch, "export_onnx", "export attempted")
     again.use_backend("onnxruntime")  # same weights: from the cache, no export
     other = tiny_model()
     with torch.no_grad():
@@ -347,13 +354,7 @@ def test_the_inductor_package_is_cached_and_keyed_by_threads(inductor_built, mon
     assert second < 0.1 * first, f"second load {second:.2f} s vs first {first:.2f} s"
     assert again.backend_build["cached"] == [True] and model.backend_build["cached"] == [False]
     assert not list(cache.glob(".*tmp*")), "no temporary file left behind"
-    compiled = []
-
-    def export(*args, **kwargs):
-        compiled.append(args)
-        raise ConfigError("compile attempted")
-
-    monkeypatch.setattr(backends, "export_inductor", export)
+    compiled = _refuse(monkeypatch, "export_inductor", "compile attempted")
     with pytest.raises(ConfigError, match="compile attempted"):  # its loops are built for a thread count
         tiny_model().use_backend("inductor", threads=physical_cores() + 1)
     from mednet_pvs.inference.model import tensor_digest
