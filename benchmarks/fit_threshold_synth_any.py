@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8)
 OUT = Path(__file__).resolve().parent / "results" / "synth_any_threshold_fit.txt"
 
 

@@ -44,11 +44,11 @@ def test_any_contrast_bundle_is_small_float16_offline_and_finds_the_brain(monkey
 #: threshold was fitted on the groups' fit cases), procedural anatomy: (contrast, resolution, head).
 CI_CASES = (("FLAIR", "1mm", True), ("T2w", "thick", False))
 #: Regression floors, about 0.1 under what the shipped model measured on these two cases (PVS voxel
-#: Dice, brain-mask Dice; None: not checked). NOT the issue's target: issue 15 asks for PVS voxel
-#: Dice >= 0.7 on both; the interim model measured FLAIR whole head 0.596 (brain 0.946) and T2w
-#: 1x1x5 mm slices 0.070 (brain 0.966; 47 labelled PVS voxels on the 5 mm grid), so the thick-slice
-#: case checks the brain mask only.
-FLOORS = {"FLAIR-1mm-head": (0.5, 0.85), "T2w-thick-stripped": (None, 0.85)}
+#: Dice, brain-mask Dice). NOT the issue's target: issue 15 asks for PVS voxel Dice >= 0.7 on both;
+#: the interim model (stage 3) measured FLAIR whole head 0.510 (brain 0.905) and T2w 1x1x5 mm slices
+#: 0.324 (brain 0.971; 47 labelled PVS voxels on the 5 mm grid). The stage-2 model measured 0.596
+#: (0.946) and 0.070 (0.966).
+FLOORS = {"FLAIR-1mm-head": (0.4, 0.8), "T2w-thick-stripped": (0.22, 0.85)}
 
 
 @pytest.mark.slow
