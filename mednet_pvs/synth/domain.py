@@ -50,7 +50,8 @@ class DomainConfig(Config):
     """How wide the randomisation is. Probabilities in [0, 1]; lengths in mm.
 
     Attributes:
-        anatomy: ``"mni"``, ``"procedural"`` or ``"mixed"`` (procedural with probability 0.2).
+        anatomy: ``"mni"``, ``"procedural"`` or ``"mixed"`` (procedural with probability ``p_procedural``).
+        p_procedural: under ``"mixed"``, the probability of the procedural anatomy.
         shape: grid of the procedural anatomy (voxels; ignored for MNI).
         spacing: the phantom grid (mm); training data comes back on it.
         contrast: ``"any"`` (random with ``p_random``, else a jittered preset), ``"random"``, or one
@@ -74,6 +75,7 @@ class DomainConfig(Config):
     _what = "domain phantom"
 
     anatomy: str = "mni"
+    p_procedural: float = 0.2
     shape: tuple[int, int, int] = (96, 96, 96)
     spacing: float = 1.0
     contrast: str = "any"
@@ -99,7 +101,7 @@ class DomainConfig(Config):
             raise ConfigError(f"must be mni, procedural or mixed, not {shown(self.anatomy)}", field="anatomy")
         if self.contrast not in CONTRAST_CHOICES:
             raise ConfigError(f"must be one of {', '.join(CONTRAST_CHOICES)}, not {shown(self.contrast)}", field="contrast")
-        for name in ("p_random", "p_head", "p_thick", "p_motion", "p_brainmask"):
+        for name in ("p_procedural", "p_random", "p_head", "p_thick", "p_motion", "p_brainmask"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"must be a probability in [0, 1], not {shown(v)}", field=name)
@@ -146,7 +148,7 @@ def make_domain_phantom(config: DomainConfig | None = None, *, seed: int = 0) ->
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
     rng = rng_for(seed, "domain")
-    anatomy = cfg.anatomy if cfg.anatomy != "mixed" else ("procedural" if rng.random() < 0.2 else "mni")
+    anatomy = cfg.anatomy if cfg.anatomy != "mixed" else ("procedural" if rng.random() < cfg.p_procedural else "mni")
     burden = {r: int(rng.integers(0, 5)) for r in ("centrum_semiovale", "basal_ganglia", "midbrain", "hippocampus")}
     if max(burden.values()) == 0:
         burden["centrum_semiovale"] = int(rng.integers(1, 5))

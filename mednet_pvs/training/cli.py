@@ -15,6 +15,8 @@ arguments of :class:`~mednet_pvs.data.PVSDataModule`) and the Lightning
   steps, else every epoch, and when ``fit`` stops), so an interrupted run resumes with ``--ckpt_path last``.
 * ``--export.folder`` (default ``<default_root_dir>/model``): the best checkpoint exported as a
   model bundle when ``fit`` ends (:class:`~mednet_pvs.training.export.BundleExport`).
+* ``--data.source.KEY VALUE`` on a synthetic source (``--data.source.noise 0.1``): the value is
+  read as a YAML scalar, as in a config file (:func:`typed_source`).
 * precision: ``bf16-mixed`` on a GPU that supports it unless ``--trainer.precision`` is given.
 """
 from __future__ import annotations
@@ -178,6 +180,28 @@ def check_checkpoint(value: str | os.PathLike | None) -> None:
                                "(<default_root_dir>/checkpoints/), or 'last' / 'best'")
 
 
+def typed_source(source: Any) -> Any:
+    """A mapping ``data.source`` with its string values read as YAML numbers, booleans, lists or
+    null where they are one. jsonargparse cannot type the keys of a free mapping, so
+    ``--data.source.noise 0.1`` arrived as the string ``"0.1"`` and the generator's config
+    refused it ("noise must be a number, not '0.1'"); other strings stay as they are."""
+    import yaml
+
+    if not isinstance(source, dict):
+        return source
+    out = {}
+    for key, value in source.items():
+        if isinstance(value, str):
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                parsed = value
+            if parsed is None or isinstance(parsed, (bool, int, float, list)):
+                value = parsed
+        out[key] = value
+    return out
+
+
 class PVSLightningCLI(LightningCLI):
     """LightningCLI with the logger choice, checkpoints, bundle export and precision default above;
     a ``ckpt_path`` that came from a config file is checked (:func:`check_checkpoint`) as soon as
@@ -191,6 +215,9 @@ class PVSLightningCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
+        data = self.config[subcommand]["data"] if subcommand else self.config.get("data")
+        if data is not None and isinstance(data.get("source"), dict):
+            data["source"] = typed_source(data["source"])
         value = self.config[subcommand].get("ckpt_path") if subcommand else None
         if value is not None and str(value) not in self._checked_ckpt_paths:
             check_checkpoint(value)

@@ -97,8 +97,16 @@ def test_head_layers_follow_the_brain():
     assert head.labels[0, 0, -1] == AIR
 
 
+def test_mixed_anatomy_follows_p_procedural():
+    # seed 0 draws 0.47 for the anatomy: MNI under the default p_procedural of 0.2, procedural at 1
+    cfg = DomainConfig(anatomy="mixed", p_procedural=1.0, shape=(48, 48, 48), p_head=0.0, contrast="T2w", p_thick=0.0)
+    assert make_domain_phantom(cfg, seed=0).meta["anatomy"] == "procedural"
+    assert DomainConfig().p_procedural == 0.2
+
+
 @pytest.mark.parametrize("field,value", [("contrast", "DWI"), ("p_head", 1.5), ("resolution", (1.0, 1.0)),
-                                         ("scale_range", (1.2, 0.9)), ("anatomy", "mouse")])
+                                         ("scale_range", (1.2, 0.9)), ("anatomy", "mouse"),
+                                         ("p_procedural", -0.1)])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ConfigError) as e:
         DomainConfig.from_dict({field: value})

@@ -11,7 +11,7 @@ from _training_helpers import tiny_data, tiny_module, tiny_trainer
 from mednet_pvs.cli.main import main
 from mednet_pvs.nets import required_divisor
 from mednet_pvs.training.cli import (check_checkpoint, config_path, default_precision, list_configs, make_logger,
-                                     resolve_config_args, run_cli)
+                                     resolve_config_args, run_cli, typed_source)
 
 SHIPPED = ["mednext_l_k5_t1w", "mednext_l_k5_t2w", "nnunet_t1w", "nnunet_t2w", "synth_any", "synth_t1w", "synth_t2w", "tiny_synthetic"]
 
@@ -52,6 +52,18 @@ def test_every_shipped_config_instantiates(name, tmp_path):
     else:
         assert dm.synthetic and dm.source["contrast"] == "T2w"
     assert cli.trainer.logger is None  # --logger none
+
+
+def test_a_synthetic_source_key_on_the_command_line_is_typed(tmp_path):
+    # one generator setting changed on the command line, the rest of the config's source kept
+    cli = run_cli(["--config", "synth_any", "--logger", "none", "--trainer.default_root_dir", str(tmp_path),
+                   "--data.source.noise", "0.1", "--data.source.p_procedural", "0.5", "--data.source.resolution", "[1, 1, 5]"],
+                  run=False)
+    cfg = cli.datamodule._phantom_config()
+    assert cfg.noise == 0.1 and cfg.p_procedural == 0.5 and cfg.resolution == (1.0, 1.0, 5.0)
+    assert cfg.contrast == "any" and cfg.min_pvs_contrast == 0.2  # from the config file
+    assert typed_source({"generator": "domain", "contrast": "T1w", "noise": "0.1", "x": "a: b: c"}) == {
+        "generator": "domain", "contrast": "T1w", "noise": 0.1, "x": "a: b: c"}
 
 
 def test_config_names_resolve_and_unknown_names_are_one_line_errors(capsys):
