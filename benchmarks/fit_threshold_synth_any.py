@@ -23,6 +23,15 @@ THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8)
 OUT = Path(__file__).resolve().parent / "results" / "synth_any_threshold_fit.txt"
 
 
+def best_threshold(mean: np.ndarray, thresholds: tuple[float, ...] = THRESHOLDS) -> tuple[float, str]:
+    """The threshold of the best mean Dice, and a warning when it is the grid's first or last
+    value (the true optimum may lie beyond it: session 13's first fit stopped at the old top, 0.5)."""
+    i = int(np.nanargmax(mean))
+    edge = "lower" if i == 0 else "upper" if i == len(thresholds) - 1 else ""
+    warn = f"warning: the best threshold is the grid's {edge} end; widen THRESHOLDS and fit again" if edge else ""
+    return thresholds[i], warn
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mednet-pvs-synth-any")
@@ -52,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
                      + f" {time.perf_counter() - t0:4.0f}")
         print(lines[-1], flush=True)
     mean = np.nanmean(np.asarray(table), axis=0)
-    best = THRESHOLDS[int(np.nanargmax(mean))]
+    best, warn = best_threshold(mean)
     lines += ["mean over groups           " + " " * 20 + " ".join(f"{v:5.3f}" for v in mean), f"best threshold: {best}",
+              *([warn] if warn else []),
               f"command: {' '.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}"]
     args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[-3:]))
+    print("\n".join(lines[-4 if warn else -3:]))
     return 0
 
 

@@ -109,15 +109,29 @@ def test_legacy_case_is_the_old_generators_skull_stripped_phantom():
 
 # ------------------------------------------------------------- the evaluation script's bookkeeping
 
-def _bench():
+def _script(name: str):
+    """A script in benchmarks/, imported as a module."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_synth_any.py"
-    spec = importlib.util.spec_from_file_location("bench_synth_any", path)
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _bench():
+    return _script("bench_synth_any")
+
+
+def test_threshold_fit_warns_when_the_best_is_at_the_grid_edge():
+    mod = _script("fit_threshold_synth_any")
+    grid = (0.1, 0.3, 0.5)
+    assert mod.best_threshold(np.array([0.2, 0.4, 0.3]), grid) == (0.3, "")
+    best, warn = mod.best_threshold(np.array([0.2, 0.3, 0.4]), grid)
+    assert best == 0.5 and "upper end" in warn
+    assert "lower end" in mod.best_threshold(np.array([0.5, 0.4, 0.3]), grid)[1]
 
 
 class _Net:
