@@ -37,7 +37,7 @@ def test_any_contrast_bundle_is_small_float16_offline_and_finds_the_brain(monkey
     assert {"steps", "minutes", "bigger on a GPU"} <= set(training)
     card = (folder / "README.md").read_text()
     for fig in entry.validation:
-        assert f"{fig.value:.3f}" in card, fig
+        assert f"| {fig.value:g} |" in card, fig  # the card writes figures with :g (0.410 -> 0.41)
 
 
 #: Two unseen held-out phantoms (index 2 of their groups: the benchmark scores 0 and 1, the
@@ -45,10 +45,10 @@ def test_any_contrast_bundle_is_small_float16_offline_and_finds_the_brain(monkey
 CI_CASES = (("FLAIR", "1mm", True), ("T2w", "thick", False))
 #: Regression floors, about 0.1 under what the shipped model measured on these two cases (PVS voxel
 #: Dice, brain-mask Dice). NOT the issue's target: issue 15 asks for PVS voxel Dice >= 0.7 on both;
-#: the interim model (stage 3) measured FLAIR whole head 0.510 (brain 0.905) and T2w 1x1x5 mm slices
-#: 0.324 (brain 0.971; 47 labelled PVS voxels on the 5 mm grid). The stage-2 model measured 0.596
-#: (0.946) and 0.070 (0.966).
-FLOORS = {"FLAIR-1mm-head": (0.4, 0.8), "T2w-thick-stripped": (0.22, 0.85)}
+#: the interim model (stage 4) measured FLAIR whole head 0.476 (brain 0.913) and T2w 1x1x5 mm slices
+#: 0.376 (brain 0.974; 47 labelled PVS voxels on the 5 mm grid). Stage 3 measured 0.510 (0.905) and
+#: 0.324 (0.971), stage 2 0.596 (0.946) and 0.070 (0.966). Floors only go up.
+FLOORS = {"FLAIR-1mm-head": (0.4, 0.8), "T2w-thick-stripped": (0.28, 0.85)}
 
 
 @pytest.mark.slow
