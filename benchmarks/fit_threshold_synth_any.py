@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         print(lines[-1], flush=True)
     mean = np.nanmean(np.asarray(table), axis=0)
     best, warn = best_threshold(mean)
-    lines += ["mean over groups           " + " " * 20 + " ".join(f"{v:5.3f}" for v in mean), f"best threshold: {best}",
-              *([warn] if warn else []),
-              f"command: {' '.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}"]
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[-4 if warn else -3:]))
+    tail = ["mean over groups           " + " " * 20 + " ".join(f"{v:5.3f}" for v in mean), f"best threshold: {best}",
+            *([warn] if warn else []),
+            f"command: {' '.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}"]
+    args.out.write_text("\n".join(lines + tail) + "\n")
+    print("\n".join(tail))
     return 0
 
 

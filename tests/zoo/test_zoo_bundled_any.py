@@ -47,7 +47,7 @@ CI_CASES = (("FLAIR", "1mm", True), ("T2w", "thick", False))
 #: Dice, brain-mask Dice). NOT the issue's target: issue 15 asks for PVS voxel Dice >= 0.7 on both;
 #: the interim model (stage 4) measured FLAIR whole head 0.476 (brain 0.913) and T2w 1x1x5 mm slices
 #: 0.376 (brain 0.974; 47 labelled PVS voxels on the 5 mm grid). Stage 3 measured 0.510 (0.905) and
-#: 0.324 (0.971), stage 2 0.596 (0.946) and 0.070 (0.966). Floors only go up.
+#: 0.324 (0.971), stage 2 0.596 (0.946) and 0.070 (0.966). Stage 4 kept stage 3's floors or raised them.
 FLOORS = {"FLAIR-1mm-head": (0.4, 0.8), "T2w-thick-stripped": (0.28, 0.85)}
 
 
@@ -69,5 +69,5 @@ def test_any_contrast_model_on_two_unseen_phantoms(figures):
         key = f"{contrast}-{res}-{'head' if head else 'stripped'}"
         lines.append(f"{key}: PVS voxel Dice {pvs:.3f}, brain-mask Dice {brain:.3f} (issue 15 target: PVS >= 0.7)")
         floor_pvs, floor_brain = FLOORS[key]
-        assert (floor_pvs is None or pvs >= floor_pvs) and brain >= floor_brain, lines[-1]
+        assert pvs >= floor_pvs and brain >= floor_brain, lines[-1]
     figures(f"{NAME} on two unseen held-out phantoms:", "\n".join(lines))
