@@ -32,6 +32,11 @@ phantom ``i`` of epoch ``e`` has ``seed = seed + e * n + i`` (``n = synthetic_tr
 epoch, shared across ranks, see :class:`~mednet_pvs.data.sampling.FreshSampler`), so no two
 ranks, workers or epochs produce the same phantom. Validation phantoms use seeds from
 ``seed + 2**31``, test phantoms from ``seed + 2**31 + 2**20`` (never used for training).
+
+The stream resumes: a checkpoint holds how many phantoms the run has drawn in its current epoch
+(:meth:`PVSDataModule.state_dict`), and ``--ckpt_path`` shifts every later seed by that many, so a
+resumed run continues with new phantoms instead of replaying the epoch's first ones (the patches
+still queued at the save are dropped, never repeated).
 """
 from __future__ import annotations
 
@@ -179,6 +184,9 @@ class PVSDataModule(L.LightningDataModule):
         self.val_cases: list[Case] = []
         self.queue: PatchQueue | None = None
         self.val_set: Dataset | None = None
+        #: phantoms drawn before the last resume (synthetic source): training seeds start at seed + this
+        self.seed_shift = 0
+        self._phantoms: PhantomDataset | None = None
 
     # ------------------------------------------------------------------------------- helpers
 
@@ -263,7 +271,8 @@ class PVSDataModule(L.LightningDataModule):
         val_tf = build_preprocessing(self.preprocessing)
         if self.synthetic:
             cfg = self._phantom_config()
-            train_set: Dataset = PhantomDataset(cfg, self.synthetic_train_size, self.seed, train_tf)
+            train_set: Dataset = PhantomDataset(cfg, self.synthetic_train_size, self.seed + self.seed_shift, train_tf)
+            self._phantoms = train_set
             subject_sampler = FreshSampler(self.synthetic_train_size, num_replicas=world, rank=rank)
             self.val_set = PhantomDataset(cfg, self.synthetic_val_size, self.seed + VAL_SEED_OFFSET, val_tf)
         else:
@@ -309,6 +318,29 @@ class PVSDataModule(L.LightningDataModule):
             d = {k: v for k, v in src.items() if k not in ("source", "generator")}
             return PhantomConfig.from_dict(d) if hasattr(PhantomConfig, "from_dict") else PhantomConfig(**d)
         return PhantomConfig()
+
+    # ------------------------------------------------------------------------------ resuming
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint (synthetic source only): ``phantom_seed_shift``, the phantoms
+        drawn so far in the current epoch's stream (all ranks: ``world x`` rank 0's count; ranks draw
+        in step) on top of the shift this run started with."""
+        if not self.synthetic or self.queue is None:
+            return {}
+        world, _ = self._world()
+        return {"phantom_seed_shift": self.seed_shift + world * self.queue.subjects_drawn}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """On resume (``--ckpt_path``, before the first batch): later phantoms skip the drawn ones."""
+        shift = int(state_dict.get("phantom_seed_shift", 0))
+        if not self.synthetic or shift <= 0:
+            return
+        self.seed_shift = shift
+        if self._phantoms is not None:
+            self._phantoms.base_seed = self.seed + shift
+        from lightning.pytorch.utilities import rank_zero_info
+
+        rank_zero_info(f"resuming the phantom stream after {shift} phantoms of this epoch (training seeds from {self.seed + shift} + epoch offset)")
 
     # ---------------------------------------------------------------------------- loaders
 

@@ -206,6 +206,12 @@ class PatchQueue(tio.Queue):
     """
 
     @property
+    def subjects_drawn(self) -> int:
+        """Subjects this rank's queue has taken from its stream since the epoch (re)started,
+        the one it is still cutting patches from included."""
+        return int(self._num_sampled_subjects)
+
+    @property
     def iterations_per_epoch(self) -> int:
         n = len(self.subject_sampler) if self.subject_sampler is not None else len(self.subjects_dataset)
         return n * self.samples_per_volume

@@ -87,3 +87,37 @@ def test_sigkill_mid_epoch_then_resume_from_last(tmp_path):
     assert rec.lr == pytest.approx(saved["hyper_parameters"]["lr"] * PolyWarmup(MAX_STEPS)(step))  # the config's peak lr, decayed
     assert cli.trainer.global_step == MAX_STEPS and rec.steps_run == MAX_STEPS - step
     assert (tmp_path / "model" / "config.json").is_file()
+
+
+def test_resumed_run_continues_the_phantom_stream_instead_of_replaying_it(tmp_path, monkeypatch):
+    """A run stopped mid-epoch and resumed from its checkpoint draws phantoms it has not drawn yet;
+    without the datamodule's saved stream position it restarts at the epoch's first seed."""
+    from _training_helpers import tiny_data, tiny_module, tiny_trainer
+
+    from mednet_pvs.data.datamodule import PhantomDataset
+    from mednet_pvs.training.cli import checkpoint_callbacks
+
+    seeds: list[int] = []
+    make = PhantomDataset.__getitem__
+
+    def recording(self, index):
+        seeds.append(self.base_seed + int(index))
+        return make(self, index)
+
+    monkeypatch.setattr(PhantomDataset, "__getitem__", recording)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    # 2 patches per step, 4 per phantom, a queue of 8: 6 steps draw 4 phantoms (two fills)
+    kw = dict(max_epochs=-1, limit_train_batches=100, limit_val_batches=0, enable_checkpointing=True)
+    tiny_trainer(tmp_path, max_steps=6, callbacks=checkpoint_callbacks(tmp_path, every_n_steps=3), **kw).fit(
+        tiny_module(), datamodule=tiny_data(synthetic_train_size=1000))
+    before = list(seeds)
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 6 and saved["PVSDataModule"] == {"phantom_seed_shift": len(before)} and before == [0, 1, 2, 3]
+
+    seeds.clear()
+    again = tiny_trainer(tmp_path, max_steps=12, callbacks=checkpoint_callbacks(tmp_path, every_n_steps=3), **kw)
+    again.fit(tiny_module(), datamodule=tiny_data(synthetic_train_size=1000), ckpt_path=str(last))
+    assert again.global_step == 12
+    assert seeds == [4, 5, 6, 7]  # the stream goes on: nothing drawn before is drawn again
+    # and the next checkpoint counts both parts, for a second resume
+    assert torch.load(last, map_location="cpu", weights_only=True)["PVSDataModule"] == {"phantom_seed_shift": 8}
