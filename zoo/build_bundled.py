@@ -45,11 +45,14 @@ ANY_METRICS_NOTE = ("Measured by `benchmarks/bench_synth_any.py --anatomy proced
                     "(`benchmarks/fit_threshold_synth_any.py`). Synthetic figures say nothing about real scans.")
 
 
-def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None) -> PVSModel:
+def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None,
+                  pad: str | None = None) -> PVSModel:
     model = PVSModel.from_pretrained(run_model, device="cpu")
     changes: dict = {"mirror_axes": [] if mirror == "none" else [int(a) for a in mirror.split(",")]}
     if patch:
         changes["patch_size"] = [patch] * 3
+    if pad:
+        changes["pad_mode"] = pad
     if threshold is not None:
         changes["threshold"] = threshold
     inf = model.inference.updated(changes)
@@ -71,20 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", help="zoo entry name (its YAML must exist)")
     p.add_argument("--patch", type=int, default=64, help="inference tile (default 64)")
     p.add_argument("--mirror", default="none", help="test-time mirroring axes, e.g. 0,1,2, or none (default)")
+    p.add_argument("--pad", choices=("constant", "replicate"), help="padding of volumes smaller than the tile "
+                   "(default: the run's, i.e. zeros): 'replicate' for models that normalise inside a brain mask")
     p.add_argument("--threshold", default="fit", help="probability threshold: a number, or 'fit' (best mean Dice on the "
                    "Frangi-fit phantoms, never the test ones; default)")
     p.add_argument("--score", action="store_true", help="score on held-out phantoms and print entry figures")
     p.add_argument("--write", action="store_true", help="write mednet_pvs/zoo/bundled/<name>/")
     args = p.parse_args(argv)
     contrast = get_entry(args.name).contrast
-    model = shipped_model(args.run_model, args.name, args.patch, args.mirror)
+    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, pad=args.pad)
     if args.threshold == "fit":
         threshold, curve = fit_threshold_on_phantoms(model, contrast, FRANGI_FIT_SEEDS)
         print(f"threshold {threshold:.2f} (mean Dice on seeds {list(FRANGI_FIT_SEEDS)}: "
               + ", ".join(f"{t:.2f}: {d:.3f}" for t, d in curve.items()) + ")")
     else:
         threshold = float(args.threshold)
-    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, threshold)
+    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, threshold, args.pad)
     if args.score:
         frangi = fit_frangi_on_phantoms(contrast)
         table = score_on_phantoms({args.name: model, "frangi (fitted)": frangi}, contrast)

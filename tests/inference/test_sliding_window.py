@@ -157,6 +157,8 @@ def test_bad_config():
         SlidingWindowConfig(step=0)
     with pytest.raises(ValueError, match="mirror_axes"):
         SlidingWindowConfig(mirror_axes=(3,))
+    with pytest.raises(ValueError, match="pad_mode"):
+        SlidingWindowConfig(pad_mode="reflect")
 
 
 def test_batch_size_for_memory_fits_the_free_memory():
@@ -167,3 +169,23 @@ def test_batch_size_for_memory_fits_the_free_memory():
     assert batch_size_for_memory(gb, 100 * gb) == 8  # capped
     assert batch_size_for_memory(4 * gb, 2 * gb) == 1  # at least one tile
     assert batch_size_for_memory(gb, 100 * gb, cap=32, reserve=0.5) == 32
+
+
+@pytest.mark.parametrize("mode", ["constant", "replicate"])
+def test_volume_smaller_than_the_tile_is_padded_with_zeros_or_its_border(mode):
+    """The network sees the padded tile: zeros (nnU-Net) or the volume's border voxels repeated
+    (the outside of an image normalised inside a brain mask is far below 0, not 0)."""
+    seen: list[torch.Tensor] = []
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.clone())
+        return torch.cat([torch.zeros_like(x), x], 1)
+
+    img = torch.full((1, 10, 12, 16), -3.0)
+    img[:, 3:7, 3:9, 4:12] = 1.0  # "brain" inside, background -3 on every border
+    out = sliding_window_predict(net, img, SlidingWindowConfig(patch_size=16, pad_mode=mode), output="logits")
+    (tile,) = seen
+    assert tile.shape == (1, 1, 16, 16, 16)
+    torch.testing.assert_close(out[1], img[0])  # cropped back to the input, voxel for voxel
+    padded = tile[0, 0, :3]  # x padding: (16 - 10) // 2 = 3 slices before the volume
+    assert torch.all(padded == (0.0 if mode == "constant" else -3.0))

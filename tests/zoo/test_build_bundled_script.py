@@ -1,0 +1,32 @@
+"""zoo/build_bundled.py: the inference settings it ships (tile, mirroring, threshold, padding)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _build_bundled():
+    spec = importlib.util.spec_from_file_location("build_bundled", ROOT / "zoo" / "build_bundled.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_shipped_settings_are_the_ones_asked_for():
+    mod = _build_bundled()
+    run = ROOT / "mednet_pvs" / "zoo" / "bundled" / "mednet-pvs-synth-any"  # a bundle in the run-export format
+    model = mod.shipped_model(run, "mednet-pvs-synth-any", 48, "0,2", 0.4, "replicate")
+    w = model.inference.window
+    assert w.patch_size == (48, 48, 48) and w.mirror_axes == (0, 2) and w.pad_mode == "replicate"
+    assert model.inference.threshold == 0.4 and model.name == "mednet-pvs-synth-any"
+    kept = mod.shipped_model(run, "mednet-pvs-synth-any", None, "none")  # no --pad: the run's padding
+    assert kept.inference.window.pad_mode == mod.PVSModel.from_pretrained(run, device="cpu").inference.window.pad_mode
+
+
+def test_pad_option_is_checked():
+    with pytest.raises(SystemExit):
+        _build_bundled().main(["x", "mednet-pvs-synth-any", "--pad", "reflect"])
