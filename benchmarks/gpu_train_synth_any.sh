@@ -10,8 +10,12 @@
 #     env: RESUME=.devcarry/last.ckpt (resume: same run, optimiser state too; else INIT below)
 #          INIT=mednet_pvs/zoo/bundled/mednet-pvs-synth-any  MAXTIME=00:00:08:00  HARDLIMIT=540 (s)
 #          STEPS=100000  DSEED=300000 (phantom seeds, new per stage)  SPV=48  WORKERS=14  BATCH=8  PATCH=96
+#          NOISE=0.1 PPROC=0.5 PTHICK=0.35 (the data of CPU stage 5: noise above the held-out set's 0.08,
+#          procedural anatomy in half of the samples, thick slices in 35 %)
 #          DRY=1 (print the command, run nothing)  ACCEL=gpu (cpu: the local check of tests/test_gpu_kit.py)
-# Afterwards, here: python zoo/build_bundled.py <folder with model.safetensors + config.json> mednet-pvs-synth-any --patch 96 --threshold 0.2 --write
+# Afterwards, here: python benchmarks/fit_threshold_synth_any.py --model <folder with model.safetensors + config.json>,
+# then python zoo/build_bundled.py <folder> mednet-pvs-synth-any --patch <tile> --pad replicate --threshold <fitted> --write
+# (stage 5, trained on 48^3 patches, ships 64^3 tiles: they scored above 96^3; re-check the tile after 96^3 training)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/synth_any_out}; mkdir -p "$OUT"
@@ -31,7 +35,8 @@ CMD=(python3 -m mednet_pvs.cli.main fit --config synth_any --logger csv --traine
   --trainer.log_every_n_steps "${LOG_EVERY:-20}" --trainer.callbacks+=mednet_pvs.training.throughput.StepTimes --checkpoint_every_n_steps "${CKPT_EVERY:-150}"
   "${START[@]}" --model.warmup_steps 100 --data.seed "${DSEED:-300000}"
   --data.patch_size "${PATCH:-96}" --data.batch_size "${BATCH:-8}" --data.samples_per_volume "${SPV:-48}"
-  --data.queue_length $((4 * ${SPV:-48})) --data.num_workers "${WORKERS:-14}" --data.synthetic_train_size 100000)
+  --data.queue_length $((4 * ${SPV:-48})) --data.num_workers "${WORKERS:-14}" --data.synthetic_train_size 100000
+  --data.source.noise "${NOISE:-0.1}" --data.source.p_procedural "${PPROC:-0.5}" --data.source.p_thick "${PTHICK:-0.35}")
 echo "${CMD[*]}" | tee "$OUT/command.txt"
 [ -n "${DRY:-}" ] && exit 0
 if command -v nvidia-smi >/dev/null; then

@@ -53,3 +53,7 @@ def test_the_training_stage_runs_with_the_stand_in_and_leaves_what_comes_back(st
     assert torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 3  # saved when fit stopped
     assert "perf/data_wait_s" in (out / "metrics.csv").read_text().splitlines()[0]
     assert "SimpleITK" not in log  # nothing reached the stand-in
+    import json
+
+    source = json.loads((run / "data_config.json").read_text())["source"]  # stage 5's data, typed as numbers
+    assert (source["noise"], source["p_procedural"], source["p_thick"]) == (0.1, 0.5, 0.35)
