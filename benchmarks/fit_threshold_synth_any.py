@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     model = load_pretrained(args.model, device="cpu")
+    w = model.inference.window  # say what the fit ran with: session 14's fit ran the run export's 8-fold mirroring unnoticed
     lines = [f"PVS threshold fit of {args.model} on the held-out fit cases (procedural anatomy, tile step 1.0)",
+             f"tile {'x'.join(map(str, w.patch_size))}, test-time mirroring {list(w.mirror_axes) or 'none'}, padding {w.pad_mode}",
              "group                      seed     PVS voxels  " + " ".join(f"{t:>5}" for t in THRESHOLDS) + "   s"]
     table = []
     for g in heldout_groups():

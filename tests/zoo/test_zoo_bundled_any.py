@@ -29,7 +29,8 @@ def test_any_contrast_bundle_is_small_float16_offline_and_finds_the_brain(monkey
     assert model.predicts_brain and model.meta["contrast"] == "any"
     assert model.labels == {0: "background", 1: "brain", 2: "PVS"} or list(model.labels.values()) == ["background", "brain", "PVS"]
     config = json.loads((folder / "config.json").read_text())
-    assert config["inference"]["window"]["patch_size"] == [96, 96, 96] and config["inference"]["window"]["mirror_axes"] == []
+    window = config["inference"]["window"]
+    assert window["patch_size"] == [64, 64, 64] and window["mirror_axes"] == [] and window["pad_mode"] == "replicate"
     # the entry records command, seed, hardware (both stages), steps and time, and how to go bigger
     training = entry.meta()["training"]
     assert training["command"].startswith("mednet-pvs fit --config synth_any") and "--trainer.accelerator gpu" in training["then"]
@@ -45,10 +46,11 @@ def test_any_contrast_bundle_is_small_float16_offline_and_finds_the_brain(monkey
 CI_CASES = (("FLAIR", "1mm", True), ("T2w", "thick", False))
 #: Regression floors, about 0.1 under what the shipped model measured on these two cases (PVS voxel
 #: Dice, brain-mask Dice). NOT the issue's target: issue 15 asks for PVS voxel Dice >= 0.7 on both;
-#: the interim model (stage 4) measured FLAIR whole head 0.476 (brain 0.913) and T2w 1x1x5 mm slices
-#: 0.376 (brain 0.974; 47 labelled PVS voxels on the 5 mm grid). Stage 3 measured 0.510 (0.905) and
-#: 0.324 (0.971), stage 2 0.596 (0.946) and 0.070 (0.966). Stage 4 kept stage 3's floors or raised them.
-FLOORS = {"FLAIR-1mm-head": (0.4, 0.8), "T2w-thick-stripped": (0.28, 0.85)}
+#: the interim model (stage 5, 64^3 tiles) measured FLAIR whole head 0.486 (brain 0.961) and T2w
+#: 1x1x5 mm slices 0.397 (brain 0.969; 47 labelled PVS voxels on the 5 mm grid). Stage 4 measured
+#: 0.476 (0.913) and 0.376 (0.974), stage 3 0.510 (0.905) and 0.324 (0.971), stage 2 0.596 (0.946)
+#: and 0.070 (0.966). Stages 4 and 5 kept the floors or raised them.
+FLOORS = {"FLAIR-1mm-head": (0.4, 0.85), "T2w-thick-stripped": (0.3, 0.85)}
 
 
 @pytest.mark.slow
