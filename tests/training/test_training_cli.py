@@ -39,6 +39,7 @@ def test_every_shipped_config_instantiates(name, tmp_path):
         assert cli.config["checkpoint_every_n_steps"] == 200 and cli.config["export"]["name"] == "mednet-pvs-synth-any"
         assert dm.boundary_fraction == 0.25 and dm.source["min_pvs_contrast"] == 0.2
         assert model.hparams.init_from.endswith("mednet-pvs-synth-t2w")  # warm start from the T2w model
+        assert model.inference.window.pad_mode == "replicate"  # it normalises inside the brain: pad with the border
     elif name.startswith("synth_"):  # the bundled models' set-ups: MNI phantoms of one contrast, float16 export
         assert dm.synthetic and dm.source["contrast"] == {"synth_t1w": "T1w", "synth_t2w": "T2w"}[name]
         assert dm.source["anatomy"] == "mni" and patch == (32, 32, 32)
