@@ -9,7 +9,7 @@
     # 3. write mednet_pvs/zoo/bundled/<name>/ (float16 weights, config.json with the entry's meta, model card)
     python zoo/build_bundled.py runs/synth_t2w/model mednet-pvs-synth-t2w --write
 
-Inference settings of the shipped model (``--patch``, ``--mirror``) may differ from the training
+Inference settings of the shipped model (``--patch``, ``--mirror``, ``--pad``, ``--back``) may differ from the training
 run's defaults; the scores are always taken with the settings that are shipped.
 """
 from __future__ import annotations
@@ -46,13 +46,15 @@ ANY_METRICS_NOTE = ("Measured by `benchmarks/bench_synth_any.py --anatomy proced
 
 
 def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None,
-                  pad: str | None = None) -> PVSModel:
+                  pad: str | None = None, back: str | None = None) -> PVSModel:
     model = PVSModel.from_pretrained(run_model, device="cpu")
     changes: dict = {"mirror_axes": [] if mirror == "none" else [int(a) for a in mirror.split(",")]}
     if patch:
         changes["patch_size"] = [patch] * 3
     if pad:
         changes["pad_mode"] = pad
+    if back:
+        changes["output_resampling"] = back
     if threshold is not None:
         changes["threshold"] = threshold
     inf = model.inference.updated(changes)
@@ -76,20 +78,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mirror", default="none", help="test-time mirroring axes, e.g. 0,1,2, or none (default)")
     p.add_argument("--pad", choices=("constant", "replicate"), help="padding of volumes smaller than the tile "
                    "(default: the run's, i.e. zeros): 'replicate' for models that normalise inside a brain mask")
+    p.add_argument("--back", choices=("linear", "area"), help="how probabilities go back to the input grid "
+                   "(default: the run's, i.e. linear): 'area' averages over thick slices' voxels first")
     p.add_argument("--threshold", default="fit", help="probability threshold: a number, or 'fit' (best mean Dice on the "
                    "Frangi-fit phantoms, never the test ones; default)")
     p.add_argument("--score", action="store_true", help="score on held-out phantoms and print entry figures")
     p.add_argument("--write", action="store_true", help="write mednet_pvs/zoo/bundled/<name>/")
     args = p.parse_args(argv)
     contrast = get_entry(args.name).contrast
-    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, pad=args.pad)
+    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, pad=args.pad, back=args.back)
     if args.threshold == "fit":
         threshold, curve = fit_threshold_on_phantoms(model, contrast, FRANGI_FIT_SEEDS)
         print(f"threshold {threshold:.2f} (mean Dice on seeds {list(FRANGI_FIT_SEEDS)}: "
               + ", ".join(f"{t:.2f}: {d:.3f}" for t, d in curve.items()) + ")")
     else:
         threshold = float(args.threshold)
-    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, threshold, args.pad)
+    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, threshold, args.pad, args.back)
     if args.score:
         frangi = fit_frangi_on_phantoms(contrast)
         table = score_on_phantoms({args.name: model, "frangi (fitted)": frangi}, contrast)

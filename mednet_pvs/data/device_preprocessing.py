@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from mednet_pvs.data.preprocessing import PreprocessConfig
+from mednet_pvs.data.preprocessing import PreprocessConfig, box_average, voxel_extent
 
 
 def supports(cfg: PreprocessConfig) -> bool:
@@ -144,9 +144,13 @@ class DevicePreprocessed:
 
     def to_input_grid(self, data: torch.Tensor, *, mode: str = "linear") -> torch.Tensor:
         """(X', Y', Z') or (C, X', Y', Z') on the network grid -> the same on the input grid
-        (0 outside the crop), on ``data``'s device (as :func:`~.preprocessing.to_input_grid`)."""
+        (0 outside the crop), on ``data``'s device (as :func:`~.preprocessing.to_input_grid`,
+        whose ``"linear"``, ``"nearest"`` and ``"area"`` ``mode`` it takes)."""
         squeeze = data.ndim == 3
-        out = resample_separable(data[None] if squeeze else data, self.affine, self.input_shape, self.input_affine, mode=mode)
+        t = data[None] if squeeze else data
+        if mode == "area":
+            t, mode = box_average(t, voxel_extent(self.affine, self.input_affine)), "linear"
+        out = resample_separable(t, self.affine, self.input_shape, self.input_affine, mode=mode)
         return out[0] if squeeze else out
 
 

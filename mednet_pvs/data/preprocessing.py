@@ -455,6 +455,44 @@ def resample_to_grid(
     return out
 
 
+def voxel_extent(src_affine: np.ndarray, tgt_affine: np.ndarray) -> np.ndarray:
+    """How many source voxels one target voxel spans along each source axis: ``(3,)`` float,
+    the sum over the target's voxel edges of their absolute length in source voxels (exact for
+    grids axis-aligned to each other: permuted, flipped, scaled; a bounding box otherwise)."""
+    m = np.linalg.solve(np.asarray(src_affine, np.float64)[:3, :3], np.asarray(tgt_affine, np.float64)[:3, :3])
+    return np.abs(m).sum(axis=1)
+
+
+def box_kernel(width: float) -> np.ndarray:
+    """The 1-D mean over ``width`` voxels centred on a voxel (``width`` >= 1, fractional end
+    weights: each tap weighs the overlap of its voxel ``[k - 0.5, k + 0.5]`` with
+    ``[-width / 2, width / 2]``); sums to 1, odd length, symmetric."""
+    half = float(width) / 2.0
+    k = np.arange(-int(np.ceil(half - 0.5)), int(np.ceil(half - 0.5)) + 1, dtype=np.float64)
+    w = np.clip(np.minimum(k + 0.5, half) - np.maximum(k - 0.5, -half), 0.0, None)
+    return w / w.sum()
+
+
+def box_average(data: torch.Tensor, widths: Sequence[float]) -> torch.Tensor:
+    """``data`` (C, X, Y, Z) averaged over a box ``widths`` voxels wide per spatial axis (axes
+    whose width is at most ~1 are left alone), zeros beyond the edges, on ``data``'s device.
+
+    What a map on a fine grid must go through before it is sampled on a coarser one (thick
+    slices): a coarse voxel holds the mean of the fine voxels it covers (the partial-volume
+    fraction of a probability or mask), not the value at its centre."""
+    out = data.float()
+    for axis, width in enumerate(widths):
+        if width <= 1.0 + 1e-3:
+            continue
+        kern = torch.as_tensor(box_kernel(width), dtype=out.dtype, device=out.device)
+        dim = 1 + axis
+        moved = out.movedim(dim, -1)
+        flat = moved.reshape(-1, 1, moved.shape[-1])
+        flat = torch.nn.functional.conv1d(flat, kern.view(1, 1, -1), padding=kern.numel() // 2)
+        out = flat.reshape(moved.shape).movedim(-1, dim)
+    return out
+
+
 def to_input_grid(
     data: torch.Tensor | np.ndarray,
     preprocessed: tio.Subject,
@@ -467,7 +505,11 @@ def to_input_grid(
         data: (C, X', Y', Z') or (X', Y', Z') values on ``preprocessed["image"]``'s grid
             (probabilities, logits, a mask).
         preprocessed: the subject returned by :func:`build_preprocessing`'s pipeline.
-        interpolation: ``"linear"`` for probabilities, ``"nearest"`` for masks/labels.
+        interpolation: ``"linear"`` for probabilities, ``"nearest"`` for masks/labels, or
+            ``"area"``: linear after a box average over each input voxel's extent along axes
+            where the input grid is coarser than the preprocessed one (thick slices: the
+            probability that a voxel is mostly PVS, as a label drawn on that grid is; see
+            :func:`box_average`); the same as ``"linear"`` where the input grid is not coarser.
 
     Returns:
         float32 tensor (C, X, Y, Z) (or (X, Y, Z)) on the input grid; voxels outside the
@@ -477,7 +519,10 @@ def to_input_grid(
     t = torch.as_tensor(np.asarray(data) if isinstance(data, np.ndarray) else data)
     squeeze = t.ndim == 3
     shape, affine = input_grid(preprocessed)
-    out = resample_to_grid(t[None] if squeeze else t, preprocessed[IMAGE].affine, shape, affine, interpolation=interpolation)
+    t = t[None] if squeeze else t
+    if interpolation == "area":
+        t, interpolation = box_average(t, voxel_extent(preprocessed[IMAGE].affine, affine)), "linear"
+    out = resample_to_grid(t, preprocessed[IMAGE].affine, shape, affine, interpolation=interpolation)
     return out[0] if squeeze else out
 
 
@@ -489,6 +534,9 @@ __all__ = [
     "subject_from_arrays",
     "to_input_grid",
     "resample_to_grid",
+    "box_average",
+    "box_kernel",
+    "voxel_extent",
     "input_grid",
     "RecordInputGrid",
     "CropToMask",

@@ -298,11 +298,12 @@ class PVSModel:
             wanted["brain"] = 1.0 - probs[0]
         del probs
         out: dict[str, np.ndarray] = {}
+        back = self.inference.output_resampling
         for key, fg in wanted.items():
             if on_device:  # back to the input grid on the device; one transfer out
-                out[key] = pre.to_input_grid(fg.to(self.device)).clamp_(0.0, 1.0).cpu().numpy()
+                out[key] = pre.to_input_grid(fg.to(self.device), mode=back).clamp_(0.0, 1.0).cpu().numpy()
             else:
-                a = to_input_grid(fg.cpu(), subject, interpolation="linear").numpy().astype(np.float32)
+                a = to_input_grid(fg.cpu(), subject, interpolation=back).numpy().astype(np.float32)
                 out[key] = np.clip(a, 0.0, 1.0, out=a)
         return out, {"preprocess": t_pre - t0, "network": t_net - t_pre, "postprocess": time.perf_counter() - t_net}
 
@@ -388,17 +389,20 @@ class PVSModel:
         """What decides this model's predictions with these overrides: the model (name, weights
         digest, preprocessing) and every setting that changes the result beyond float rounding
         (threshold, minimum cluster size, tile size, step, Gaussian sigma, mirror axes, device,
-        precision). Batch prediction records it with each case and resumes only on a match."""
+        precision, the way back to the input grid). Batch prediction records it with each case and resumes only on a match."""
         window = self._window(tta, step)
+        settings = {
+            "threshold": self.inference.threshold, "min_cluster_mm3": self.inference.min_cluster_mm3,
+            "patch_size": list(window.patch_size), "step": window.step, "sigma_scale": window.sigma_scale,
+            "mirror_axes": list(window.mirror_axes), "device": self.device.type,
+            "precision": self._precision(), "backend": self.backend,
+        }
+        if self.inference.output_resampling != "linear":  # recorded when not the default (older records stay valid)
+            settings["output_resampling"] = self.inference.output_resampling
         return {
             "model": {"name": self.name, "kind": "network", "members": len(self.networks),
                       "weights_sha256": self.weights_sha256(), "preprocessing": self.preprocessing.to_dict()},
-            "settings": {
-                "threshold": self.inference.threshold, "min_cluster_mm3": self.inference.min_cluster_mm3,
-                "patch_size": list(window.patch_size), "step": window.step, "sigma_scale": window.sigma_scale,
-                "mirror_axes": list(window.mirror_axes), "device": self.device.type,
-                "precision": self._precision(), "backend": self.backend,
-            },
+            "settings": settings,
         }
 
     # ---------------------------------------------------------------------------- bundles

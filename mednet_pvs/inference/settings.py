@@ -20,6 +20,10 @@ from mednet_pvs.errors import ConfigError
 from mednet_pvs.inference.sliding_window import SlidingWindowConfig
 
 
+#: ways back to the input grid (:attr:`InferenceConfig.output_resampling`)
+OUTPUT_RESAMPLING = ("linear", "area")
+
+
 def _default_window() -> SlidingWindowConfig:
     return SlidingWindowConfig(patch_size=(128, 128, 128), step=0.5, batch_size=2, mirror_axes=(0, 1, 2))
 
@@ -35,6 +39,11 @@ class InferenceConfig(Config):
             mirroring on all three axes.
         threshold: foreground probability above which a voxel is PVS.
         min_cluster_mm3: clusters (26-connected) smaller than this are removed from the mask.
+        output_resampling: how the probabilities go back to the input grid: ``"linear"``
+            (sampled at the input voxels' centres, as nnU-Net; the default) or ``"area"``
+            (averaged over each input voxel's extent first where the input is coarser than the
+            network's grid, e.g. thick slices: a voxel is PVS when most of it is, as a label
+            drawn on that grid; :func:`mednet_pvs.data.preprocessing.box_average`).
     """
 
     _what = "inference"
@@ -42,9 +51,13 @@ class InferenceConfig(Config):
     window: SlidingWindowConfig = field(default_factory=_default_window)
     threshold: float = 0.5
     min_cluster_mm3: float = 0.0
+    output_resampling: str = "linear"
 
     def validate(self) -> None:
-        """Threshold in (0, 1), minimum cluster size >= 0 mm^3."""
+        """Threshold in (0, 1), minimum cluster size >= 0 mm^3, a known output resampling."""
+        if self.output_resampling not in OUTPUT_RESAMPLING:
+            raise ConfigError(f"must be one of {', '.join(OUTPUT_RESAMPLING)}, not {shown(self.output_resampling)}",
+                              field="output_resampling")
         if not 0 < self.threshold < 1:
             raise ConfigError(f"must be in (0, 1) (a probability), not {shown(self.threshold)}", field="threshold")
         if not self.min_cluster_mm3 >= 0:

@@ -13,6 +13,7 @@ from mednet_pvs.data.cases import load_cases
 from mednet_pvs.data.preprocessing import (
     PadToShape,
     PreprocessConfig,
+    box_kernel,
     build_preprocessing,
     subject_from_arrays,
     subject_from_case,
@@ -158,6 +159,38 @@ def test_back_to_input_grid_after_resampling():
     mask = to_input_grid(pre["label"].data, pre)[0].numpy() > 0.5
     dice = 2 * (mask & (lab > 0)).sum() / (mask.sum() + lab.sum())
     assert dice > 0.9
+
+
+def test_box_kernel_is_the_mean_over_its_width():
+    assert box_kernel(1.0).tolist() == [1.0]
+    np.testing.assert_allclose(box_kernel(3.0), [1 / 3] * 3)
+    np.testing.assert_allclose(box_kernel(2.0), [0.25, 0.5, 0.25])  # half voxels at the ends
+    k = box_kernel(4.6)
+    assert len(k) == 5 and abs(k.sum() - 1) < 1e-12 and np.allclose(k, k[::-1])
+    np.testing.assert_allclose(k * 4.6, [0.8, 1, 1, 1, 0.8])
+
+
+def test_area_way_back_labels_thick_slices_as_their_partial_volume():
+    """1 x 1 x 5 mm slices: a PVS lying in a slice's plane, 2 mm thick, fills 40 % of its voxels (a
+    label drawn on that grid leaves it out); one crossing the slices fills all of them. Sampling
+    the 1 mm map at slice centres keeps both; averaging over each slice keeps only the second."""
+    shape, vox = (24, 24, 8), (1.0, 1.0, 5.0)
+    aff = np.diag([*vox, 1.0])
+    pre = build_preprocessing(PreprocessConfig(target_spacing=(1.0, 1.0, 1.0), crop_to_brain=False))(
+        subject_from_arrays(np.ones(shape, np.float32), aff))
+    assert pre["image"].spatial_shape[2] >= 5 * shape[2] - 5  # 1 mm along the slices
+    z_mm = pre["image"].affine[2, 3] + np.arange(pre["image"].spatial_shape[2])  # world z of the 1 mm planes
+    fine = torch.zeros(1, *pre["image"].spatial_shape)
+    at = int(np.abs(z_mm - 20.0).argmin())  # slice 4's centre (z = 20 mm)
+    assert abs(z_mm[at] - 20.0) < 0.5
+    fine[0, 4:10, 4:20, at:at + 2] = 1.0  # 2 mm thick, inside slice 4
+    fine[0, 16:18, 16:18, :] = 1.0  # a tube through every slice
+    linear = to_input_grid(fine, pre)[0].numpy()
+    area = to_input_grid(fine, pre, interpolation="area")[0].numpy()
+    assert linear[6, 10, 4] > 0.9 and 0.3 < area[6, 10, 4] < 0.5  # the in-plane one: sampled vs 40 %
+    assert linear[16, 16, 2] > 0.9 and area[16, 16, 2] > 0.9  # the tube: both
+    assert (area[:, :, 4] > 0.5).sum() == 4  # thresholded: the tube's 2 x 2 voxels only
+    assert (linear[:, :, 4] > 0.5).sum() > 90
 
 
 def test_subject_from_case_multichannel_lazy(tmp_path):

@@ -30,11 +30,14 @@ def test_defaults_and_updates():
     changed = default.updated({"step": 0.25, "window": {"batch_size": 4}, "min_cluster_mm3": 2.0})
     assert (changed.window.step, changed.window.batch_size, changed.min_cluster_mm3) == (0.25, 4, 2.0)
     assert changed.window.patch_size == default.window.patch_size
+    assert default.output_resampling == "linear"  # nnU-Net's way back unless a bundle asks otherwise
+    assert default.updated({"output_resampling": "area"}).output_resampling == "area"
 
 
 @pytest.mark.parametrize("bad, message", [
     ({"threshold": 1.5}, "threshold must be in"),
     ({"min_cluster_mm3": -1}, "min_cluster_mm3 must be >= 0"),
+    ({"output_resampling": "cubic"}, "output_resampling must be one of linear, area"),
     ({"step": 0}, "step must be in"),
     ({"mirror_axes": [3]}, "mirror_axes must be spatial axes"),
     ({"window": {"colour": 1}}, "unknown option.*colour.*sliding window"),
