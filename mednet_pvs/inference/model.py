@@ -389,7 +389,8 @@ class PVSModel:
         """What decides this model's predictions with these overrides: the model (name, weights
         digest, preprocessing) and every setting that changes the result beyond float rounding
         (threshold, minimum cluster size, tile size, step, Gaussian sigma, mirror axes, device,
-        precision, the way back to the input grid). Batch prediction records it with each case and resumes only on a match."""
+        precision, the way back to the input grid). Batch prediction records it with each case and
+        resumes only on a match."""
         window = self._window(tta, step)
         settings = {
             "threshold": self.inference.threshold, "min_cluster_mm3": self.inference.min_cluster_mm3,
