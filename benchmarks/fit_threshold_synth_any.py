@@ -52,18 +52,18 @@ def main(argv: list[str] | None = None) -> int:
              f"back to the input grid {model.inference.output_resampling}",
              "group                      seed     PVS voxels  " + " ".join(f"{t:>5}" for t in THRESHOLDS) + "   s"]
     table = []
-    rows: dict[str, list[float]] = {}  # the whole-head groups share the stripped group's fit case: predicted once
+    done: dict[str, tuple[int, list[float]]] = {}  # the whole-head groups share the stripped group's fit case: made and predicted once
     for g in heldout_groups():
         case = fit_case(g)
         t0 = time.perf_counter()
-        ph = make_heldout_case(case, anatomy="procedural")
-        truth = ph.label > 0
-        if repr(case) not in rows:
+        if repr(case) not in done:
+            ph = make_heldout_case(case, anatomy="procedural")
+            truth = ph.label > 0
             probs = model.predict((ph.image, ph.affine), step=1.0).probabilities
-            rows[repr(case)] = [voxel_metrics(probs > t, truth)["dice"] for t in THRESHOLDS]
-        row = rows[repr(case)]
+            done[repr(case)] = int(truth.sum()), [voxel_metrics(probs > t, truth)["dice"] for t in THRESHOLDS]
+        n_truth, row = done[repr(case)]
         table.append(row)
-        lines.append(f"{g.name:26s} {case.seed:8d} {int(truth.sum()):10d}  " + " ".join(f"{v:5.3f}" for v in row)
+        lines.append(f"{g.name:26s} {case.seed:8d} {n_truth:10d}  " + " ".join(f"{v:5.3f}" for v in row)
                      + f" {time.perf_counter() - t0:4.0f}")
         print(lines[-1], flush=True)
     mean = np.nanmean(np.asarray(table), axis=0)
