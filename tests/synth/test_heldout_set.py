@@ -134,6 +134,52 @@ def test_threshold_fit_warns_when_the_best_is_at_the_grid_edge():
     assert "lower end" in mod.best_threshold(np.array([0.5, 0.4, 0.3]), grid)[1]
 
 
+def test_threshold_fit_scores_the_brain_on_whole_head_fit_cases_with_brain(monkeypatch, tmp_path):
+    """``--brain`` adds each whole-head group's own fit case (its seed, never a scored one) and the
+    brain-mask Dice the model returns there; without it no whole-head case is made."""
+    import types
+
+    import mednet_pvs
+    import mednet_pvs.synth.heldout as heldout
+
+    mod = _script("fit_threshold_synth_any")
+    made = []
+
+    def fake_case(case, anatomy="mni"):  # a 4^3 case whose brain is the first two x-slices
+        made.append(case)
+        brain = np.zeros((4, 4, 4), np.uint8)
+        brain[:2] = 1
+        label = np.zeros_like(brain)
+        label[0, 0, 0] = 1
+        return types.SimpleNamespace(image=brain.astype(np.float32), affine=np.eye(4), brainmask=brain, label=label)
+
+    class Model:  # predicts the first three x-slices as brain (Dice 2*32/(32+48) = 0.8), PVS at the truth's voxel
+        name = "fake"
+        inference = types.SimpleNamespace(window=types.SimpleNamespace(patch_size=(4, 4, 4), mirror_axes=(), pad_mode="replicate"),
+                                          output_resampling="linear")
+
+        def predict(self, image, step=None):
+            probs = np.zeros((4, 4, 4), np.float32)
+            probs[0, 0, 0] = 1.0
+            brain = np.zeros((4, 4, 4), np.uint8)
+            brain[:3] = 1
+            return types.SimpleNamespace(probabilities=probs, brainmask=brain)
+
+    monkeypatch.setattr(heldout, "make_heldout_case", fake_case)
+    monkeypatch.setattr(mednet_pvs, "load_pretrained", lambda name, device=None: Model())
+    out = tmp_path / "fit.txt"
+    assert mod.main(["--out", str(out)]) == 0
+    assert all(c.role == "fit" and not c.group.head for c in made) and "brain-mask" not in out.read_text()
+    made.clear()
+    assert mod.main(["--out", str(out), "--brain"]) == 0
+    heads = [c for c in made if c.group.head]
+    assert len(heads) == len(heldout_groups(legacy=False, heads=(True,))) and all(c.role == "fit" for c in heads)
+    assert {c.seed for c in heads}.isdisjoint({heldout_case(c.group, 0).seed for c in heads})  # never the scored case
+    text = out.read_text()
+    assert "T2w thick head" in text and "brain Dice 0.800" in text
+    assert f"mean brain-mask Dice over {len(heads)} whole-head fit cases: 0.800" in text
+
+
 class _Net:
     def __init__(self, contrast, brain):
         self.meta, self.predicts_brain = {"contrast": contrast}, brain
