@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from mednet_pvs.inference import PVSModel
+from mednet_pvs.inference.settings import BRAIN_MASK
 from mednet_pvs.zoo import get_entry
 from mednet_pvs.zoo.phantom_scores import (
     FRANGI_FIT_SEEDS,
@@ -46,7 +47,7 @@ ANY_METRICS_NOTE = ("Measured by `benchmarks/bench_synth_any.py --anatomy proced
 
 
 def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None,
-                  pad: str | None = None, back: str | None = None) -> PVSModel:
+                  pad: str | None = None, back: str | None = None, brain: str | None = None) -> PVSModel:
     model = PVSModel.from_pretrained(run_model, device="cpu")
     changes: dict = {"mirror_axes": [] if mirror == "none" else [int(a) for a in mirror.split(",")]}
     if patch:
@@ -55,6 +56,8 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
         changes["pad_mode"] = pad
     if back:
         changes["output_resampling"] = back
+    if brain:
+        changes["brain_mask"] = brain
     if threshold is not None:
         changes["threshold"] = threshold
     inf = model.inference.updated(changes)
@@ -80,20 +83,22 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: the run's, i.e. zeros): 'replicate' for models that normalise inside a brain mask")
     p.add_argument("--back", choices=("linear", "area"), help="how probabilities go back to the input grid "
                    "(default: the run's, i.e. linear): 'area' averages over thick slices' voxels first")
+    p.add_argument("--brain", choices=BRAIN_MASK, help="models with a brain class: where the predicted brain mask comes "
+                   "from (default: the run's, i.e. first_pass): 'both_passes' keeps it where the second pass agrees")
     p.add_argument("--threshold", default="fit", help="probability threshold: a number, or 'fit' (best mean Dice on the "
                    "Frangi-fit phantoms, never the test ones; default)")
     p.add_argument("--score", action="store_true", help="score on held-out phantoms and print entry figures")
     p.add_argument("--write", action="store_true", help="write mednet_pvs/zoo/bundled/<name>/")
     args = p.parse_args(argv)
     contrast = get_entry(args.name).contrast
-    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, pad=args.pad, back=args.back)
+    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, pad=args.pad, back=args.back, brain=args.brain)
     if args.threshold == "fit":
         threshold, curve = fit_threshold_on_phantoms(model, contrast, FRANGI_FIT_SEEDS)
         print(f"threshold {threshold:.2f} (mean Dice on seeds {list(FRANGI_FIT_SEEDS)}: "
               + ", ".join(f"{t:.2f}: {d:.3f}" for t, d in curve.items()) + ")")
     else:
         threshold = float(args.threshold)
-    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, threshold, args.pad, args.back)
+    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, threshold, args.pad, args.back, args.brain)
     if args.score:
         frangi = fit_frangi_on_phantoms(contrast)
         table = score_on_phantoms({args.name: model, "frangi (fitted)": frangi}, contrast)

@@ -129,6 +129,8 @@ def model_card(config: BundleConfig, *, load_as: str | None = None) -> str:
             lines.append(f"| minimum cluster | {_fmt(inf.min_cluster_mm3)} mm^3 |")
         if inf.output_resampling == "area":
             lines.append("| back to the input grid | averaged over each input voxel (thick slices: a voxel is PVS when most of it is) |")
+        if inf.brain_mask == "both_passes":
+            lines.append("| brain mask | the first pass's, kept where the second pass (cropped and normalised inside it) also finds brain |")
     if config.frangi is not None:
         lines.append(f"| Frangi settings | `{json.dumps(config.frangi.to_dict())}` |")
     lines.append("")

@@ -238,6 +238,10 @@ class PVSModel:
             seconds.update({f"brain_{k}": v for k, v in sec.items()})
         maps, sec = self._pass(scan, bm, window, on_device, progress, brain=self.predicts_brain)
         seconds.update(sec)
+        if brain_source == "predicted" and self.inference.brain_mask == "both_passes":
+            # the second pass saw the image cropped to the first mask and normalised inside it (as the
+            # training samples that come with a mask): keep the first mask where it also says brain
+            bm = largest_component(bm & (maps["brain"] > 0.5))
         warmup = not self._warm
         self._warm = True
         fg_in = maps["pvs"]
@@ -389,8 +393,8 @@ class PVSModel:
         """What decides this model's predictions with these overrides: the model (name, weights
         digest, preprocessing) and every setting that changes the result beyond float rounding
         (threshold, minimum cluster size, tile size, step, Gaussian sigma, mirror axes, device,
-        precision, the way back to the input grid). Batch prediction records it with each case and
-        resumes only on a match."""
+        precision, the way back to the input grid, where a predicted brain mask comes from). Batch
+        prediction records it with each case and resumes only on a match."""
         window = self._window(tta, step)
         settings = {
             "threshold": self.inference.threshold, "min_cluster_mm3": self.inference.min_cluster_mm3,
@@ -400,6 +404,8 @@ class PVSModel:
         }
         if self.inference.output_resampling != "linear":  # recorded when not the default (older records stay valid)
             settings["output_resampling"] = self.inference.output_resampling
+        if self.predicts_brain and self.inference.brain_mask != "first_pass":  # likewise
+            settings["brain_mask"] = self.inference.brain_mask
         return {
             "model": {"name": self.name, "kind": "network", "members": len(self.networks),
                       "weights_sha256": self.weights_sha256(), "preprocessing": self.preprocessing.to_dict()},

@@ -22,6 +22,8 @@ from mednet_pvs.inference.sliding_window import SlidingWindowConfig
 
 #: ways back to the input grid (:attr:`InferenceConfig.output_resampling`)
 OUTPUT_RESAMPLING = ("linear", "area")
+#: where a predicted brain mask comes from (:attr:`InferenceConfig.brain_mask`)
+BRAIN_MASK = ("first_pass", "both_passes")
 
 
 def _default_window() -> SlidingWindowConfig:
@@ -44,6 +46,10 @@ class InferenceConfig(Config):
             (averaged over each input voxel's extent first where the input is coarser than the
             network's grid, e.g. thick slices: a voxel is PVS when most of it is, as a label
             drawn on that grid; :func:`mednet_pvs.data.preprocessing.box_average`).
+        brain_mask: for models with a brain class, found from the image alone: ``"first_pass"``
+            (the default: the largest component of the first pass, over the whole field of view)
+            or ``"both_passes"`` (that mask where the second pass, cropped to it and normalised
+            inside it, also says brain: skull, neck or eyes the first pass took are dropped).
     """
 
     _what = "inference"
@@ -52,12 +58,15 @@ class InferenceConfig(Config):
     threshold: float = 0.5
     min_cluster_mm3: float = 0.0
     output_resampling: str = "linear"
+    brain_mask: str = "first_pass"
 
     def validate(self) -> None:
-        """Threshold in (0, 1), minimum cluster size >= 0 mm^3, a known output resampling."""
+        """Threshold in (0, 1), minimum cluster size >= 0 mm^3, a known output resampling and brain mask source."""
         if self.output_resampling not in OUTPUT_RESAMPLING:
             raise ConfigError(f"must be one of {', '.join(OUTPUT_RESAMPLING)}, not {shown(self.output_resampling)}",
                               field="output_resampling")
+        if self.brain_mask not in BRAIN_MASK:
+            raise ConfigError(f"must be one of {', '.join(BRAIN_MASK)}, not {shown(self.brain_mask)}", field="brain_mask")
         if not 0 < self.threshold < 1:
             raise ConfigError(f"must be in (0, 1) (a probability), not {shown(self.threshold)}", field="threshold")
         if not self.min_cluster_mm3 >= 0:

@@ -49,6 +49,16 @@ def _head():
     return nib.Nifti1Image(img, affine), brain, pvs
 
 
+class BrainAboveWhole(torch.nn.Module):
+    """Brain where the normalised intensity is above -0.3, PVS where it is above 2: over a whole
+    field of view with a noisy background (first pass) that takes skull and brain, normalised
+    inside skull and brain (second pass) only the brain."""
+
+    def forward(self, x):
+        v = x[:, :1]
+        return torch.cat([torch.zeros_like(v), 4.0 * (v + 0.3), 6.0 * (v - 2.0)], 1)
+
+
 def _model(net=None, labels=LABELS):
     return PVSModel(net or BrainAndBright(), None, {"target_spacing": None, "normalisation": "zscore"},
                     {"window": {"patch_size": [32, 32, 32], "mirror_axes": [], "batch_size": 4}}, labels=labels, device="cpu")
@@ -96,6 +106,26 @@ def test_labels_travel_with_the_bundle(tmp_path):
     assert json.loads((tmp_path / "m" / "config.json").read_text())["labels"] == LABELS
     back = load_bundle(tmp_path / "m", device="cpu")
     assert back.predicts_brain and back._pvs_class == 2
+
+
+def test_both_passes_drops_what_only_the_first_pass_called_brain():
+    img, brain, pvs = _head()
+    data = np.asarray(img.dataobj).copy()
+    data[data == 0] = np.abs(np.random.default_rng(2).normal(0, 1.0, int((data == 0).sum())))  # a scanner's noisy air
+    img = nib.Nifti1Image(data, img.affine)
+    first = _model(BrainAboveWhole())
+    both = _model(BrainAboveWhole())
+    both.inference = both.inference.updated({"brain_mask": "both_passes"})
+    p1, p2 = first.predict(img), both.predict(img)
+    skull = (data > 10) & ~brain
+    assert np.all(p1.brainmask[skull] > 0) and _dice(p1.brainmask > 0, brain) < 0.6  # the first pass takes the skull
+    assert _dice(p2.brainmask > 0, brain) > 0.99 and p2.info["brainmask"] == "predicted"
+    assert _dice(p2.mask > 0, pvs) > 0.9 and not np.any((p2.mask > 0) & ~(p2.brainmask > 0))
+    assert "brain_mask" not in first.provenance()["settings"]  # the default is not recorded: older batch records resume
+    assert both.provenance()["settings"]["brain_mask"] == "both_passes"
+    # with a given mask the second pass runs inside it and its own brain output is returned, as before
+    given = both.predict(img, brainmask=nib.Nifti1Image(((data > 10) * 1).astype(np.uint8), img.affine))
+    assert given.info["brainmask"] == "given" and np.array_equal(given.brainmask > 0, brain)
 
 
 @pytest.mark.parametrize("labels,channel", [({"0": "background", "1": "PVS"}, None),

@@ -1,4 +1,5 @@
-"""zoo/build_bundled.py: the inference settings it ships (tile, mirroring, threshold, padding, way back)."""
+"""zoo/build_bundled.py: the inference settings it ships (tile, mirroring, threshold, padding, way back,
+brain mask)."""
 from __future__ import annotations
 
 import importlib.util
@@ -19,18 +20,19 @@ def _build_bundled():
 def test_shipped_settings_are_the_ones_asked_for():
     mod = _build_bundled()
     run = ROOT / "mednet_pvs" / "zoo" / "bundled" / "mednet-pvs-synth-any"  # a bundle in the run-export format
-    model = mod.shipped_model(run, "mednet-pvs-synth-any", 48, "0,2", 0.4, "replicate", "area")
+    model = mod.shipped_model(run, "mednet-pvs-synth-any", 48, "0,2", 0.4, "replicate", "area", "both_passes")
     w = model.inference.window
     assert w.patch_size == (48, 48, 48) and w.mirror_axes == (0, 2) and w.pad_mode == "replicate"
-    assert model.inference.output_resampling == "area"
+    assert model.inference.output_resampling == "area" and model.inference.brain_mask == "both_passes"
     assert model.inference.threshold == 0.4 and model.name == "mednet-pvs-synth-any"
     kept = mod.shipped_model(run, "mednet-pvs-synth-any", None, "none")  # no --pad / --back: the run's
     run_inf = mod.PVSModel.from_pretrained(run, device="cpu").inference
     assert kept.inference.window.pad_mode == run_inf.window.pad_mode
     assert kept.inference.output_resampling == run_inf.output_resampling
+    assert kept.inference.brain_mask == run_inf.brain_mask
 
 
-@pytest.mark.parametrize("option", [["--pad", "reflect"], ["--back", "cubic"]])
+@pytest.mark.parametrize("option", [["--pad", "reflect"], ["--back", "cubic"], ["--brain", "third_pass"]])
 def test_choice_options_are_checked(option):
     with pytest.raises(SystemExit):
         _build_bundled().main(["x", "mednet-pvs-synth-any", *option])
