@@ -9,7 +9,7 @@
     # 3. write mednet_pvs/zoo/bundled/<name>/ (float16 weights, config.json with the entry's meta, model card)
     python zoo/build_bundled.py runs/synth_t2w/model mednet-pvs-synth-t2w --write
 
-Inference settings of the shipped model (``--patch``, ``--mirror``, ``--pad``, ``--back``) may differ from the training
+Inference settings of the shipped model (``--patch``, ``--mirror``, ``--pad``, ``--back``, ``--brain``) may differ from the training
 run's defaults; the scores are always taken with the settings that are shipped.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from mednet_pvs.inference import PVSModel
-from mednet_pvs.inference.settings import BRAIN_MASK
+from mednet_pvs.inference.settings import BRAIN_MASK, OUTPUT_RESAMPLING
 from mednet_pvs.zoo import get_entry
 from mednet_pvs.zoo.phantom_scores import (
     FRANGI_FIT_SEEDS,
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mirror", default="none", help="test-time mirroring axes, e.g. 0,1,2, or none (default)")
     p.add_argument("--pad", choices=("constant", "replicate"), help="padding of volumes smaller than the tile "
                    "(default: the run's, i.e. zeros): 'replicate' for models that normalise inside a brain mask")
-    p.add_argument("--back", choices=("linear", "area"), help="how probabilities go back to the input grid "
+    p.add_argument("--back", choices=OUTPUT_RESAMPLING, help="how probabilities go back to the input grid "
                    "(default: the run's, i.e. linear): 'area' averages over thick slices' voxels first")
     p.add_argument("--brain", choices=BRAIN_MASK, help="models with a brain class: where the predicted brain mask comes "
                    "from (default: the run's, i.e. first_pass): 'both_passes' keeps it where the second pass agrees")
