@@ -9,8 +9,8 @@
     # 3. write mednet_pvs/zoo/bundled/<name>/ (float16 weights, config.json with the entry's meta, model card)
     python zoo/build_bundled.py runs/synth_t2w/model mednet-pvs-synth-t2w --write
 
-Inference settings of the shipped model (``--patch``, ``--mirror``, ``--pad``, ``--back``, ``--brain``) may differ from the training
-run's defaults; the scores are always taken with the settings that are shipped.
+Inference settings of the shipped model (``--patch``, ``--mirror``, ``--pad``, ``--back``, ``--brain``) may
+differ from the training run's defaults; the scores are always taken with the settings that are shipped.
 """
 from __future__ import annotations
 
