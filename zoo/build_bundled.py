@@ -9,7 +9,8 @@
     # 3. write mednet_pvs/zoo/bundled/<name>/ (float16 weights, config.json with the entry's meta, model card)
     python zoo/build_bundled.py runs/synth_t2w/model mednet-pvs-synth-t2w --write
 
-Inference settings of the shipped model (``--patch``, ``--mirror``, ``--pad``, ``--back``, ``--brain``) may
+Inference settings of the shipped model (``--patch``, ``--mirror``, ``--pad``, ``--back``, ``--brain``,
+``--brain-keep``) may
 differ from the training run's defaults; the scores are always taken with the settings that are shipped.
 """
 from __future__ import annotations
@@ -47,7 +48,8 @@ ANY_METRICS_NOTE = ("Measured by `benchmarks/bench_synth_any.py --anatomy proced
 
 
 def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None,
-                  pad: str | None = None, back: str | None = None, brain: str | None = None) -> PVSModel:
+                  pad: str | None = None, back: str | None = None, brain: str | None = None,
+                  brain_keep: float | None = None) -> PVSModel:
     model = PVSModel.from_pretrained(run_model, device="cpu")
     changes: dict = {"mirror_axes": [] if mirror == "none" else [int(a) for a in mirror.split(",")]}
     if patch:
@@ -58,6 +60,8 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
         changes["output_resampling"] = back
     if brain:
         changes["brain_mask"] = brain
+    if brain_keep is not None:
+        changes["brain_keep"] = brain_keep
     if threshold is not None:
         changes["threshold"] = threshold
     inf = model.inference.updated(changes)
@@ -84,21 +88,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--back", choices=OUTPUT_RESAMPLING, help="how probabilities go back to the input grid "
                    "(default: the run's, i.e. linear): 'area' averages over thick slices' voxels first")
     p.add_argument("--brain", choices=BRAIN_MASK, help="models with a brain class: where the predicted brain mask comes "
-                   "from (default: the run's, i.e. first_pass): 'both_passes' keeps it where the second pass agrees")
+                   "from (default: the run's, i.e. first_pass): 'both_passes' keeps it where the second pass agrees, "
+                   "'auto' does so on whole heads and keeps the image's non-zero voxels on skull-stripped ones")
+    p.add_argument("--brain-keep", type=float, help="with --brain both_passes/auto: the second pass's brain probability "
+                   "above which a first-pass voxel stays brain (default: the run's, i.e. 0.5)")
     p.add_argument("--threshold", default="fit", help="probability threshold: a number, or 'fit' (best mean Dice on the "
                    "Frangi-fit phantoms, never the test ones; default)")
     p.add_argument("--score", action="store_true", help="score on held-out phantoms and print entry figures")
     p.add_argument("--write", action="store_true", help="write mednet_pvs/zoo/bundled/<name>/")
     args = p.parse_args(argv)
     contrast = get_entry(args.name).contrast
-    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, pad=args.pad, back=args.back, brain=args.brain)
+    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, pad=args.pad, back=args.back, brain=args.brain,
+                           brain_keep=args.brain_keep)
     if args.threshold == "fit":
         threshold, curve = fit_threshold_on_phantoms(model, contrast, FRANGI_FIT_SEEDS)
         print(f"threshold {threshold:.2f} (mean Dice on seeds {list(FRANGI_FIT_SEEDS)}: "
               + ", ".join(f"{t:.2f}: {d:.3f}" for t, d in curve.items()) + ")")
     else:
         threshold = float(args.threshold)
-    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, threshold, args.pad, args.back, args.brain)
+    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, threshold, args.pad, args.back, args.brain,
+                           args.brain_keep)
     if args.score:
         frangi = fit_frangi_on_phantoms(contrast)
         table = score_on_phantoms({args.name: model, "frangi (fitted)": frangi}, contrast)

@@ -129,8 +129,12 @@ def model_card(config: BundleConfig, *, load_as: str | None = None) -> str:
             lines.append(f"| minimum cluster | {_fmt(inf.min_cluster_mm3)} mm^3 |")
         if inf.output_resampling == "area":
             lines.append("| back to the input grid | averaged over each input voxel (thick slices: a voxel is PVS when most of it is) |")
+        keep = "" if inf.brain_keep == 0.5 else f" (brain probability > {_fmt(inf.brain_keep)})"
         if inf.brain_mask == "both_passes":
-            lines.append("| brain mask | the first pass's, kept where the second pass (cropped and normalised inside it) also finds brain |")
+            lines.append(f"| brain mask | the first pass's, kept where the second pass (cropped and normalised inside it) also finds brain{keep} |")
+        elif inf.brain_mask == "auto":
+            lines.append(f"| brain mask | whole head: the first pass's, kept where the second pass (cropped and normalised inside it) also "
+                         f"finds brain{keep}; skull-stripped input: the first pass's, within the image's non-zero voxels |")
     if config.frangi is not None:
         lines.append(f"| Frangi settings | `{json.dumps(config.frangi.to_dict())}` |")
     lines.append("")

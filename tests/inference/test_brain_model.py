@@ -8,9 +8,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from mednet_pvs.inference import PVSModel
 from mednet_pvs.inference.bundle import load_bundle
+from mednet_pvs.inference.model import largest_component, refine_brain_mask, signal_outside
 from mednet_pvs.nets import create_network
 
 LABELS = {"0": "background", "1": "brain", "2": "PVS"}
@@ -126,6 +128,71 @@ def test_both_passes_drops_what_only_the_first_pass_called_brain():
     # with a given mask the second pass runs inside it and its own brain output is returned, as before
     given = both.predict(img, brainmask=nib.Nifti1Image(((data > 10) * 1).astype(np.uint8), img.affine))
     assert given.info["brainmask"] == "given" and np.array_equal(given.brainmask > 0, brain)
+
+
+def _stripped():
+    """A skull-stripped input: a bright brain with a dim outer layer (a cortex), exact zeros outside."""
+    rng = np.random.default_rng(3)
+    shape = (48, 44, 40)
+    brain = np.zeros(shape, bool)
+    brain[8:40, 8:36, 8:32] = True
+    img = np.where(brain, 40.0, 0.0).astype(np.float32)
+    img[11:37, 11:33, 11:29] = 100.0
+    img += rng.normal(0, 1.0, shape).astype(np.float32) * brain
+    return nib.Nifti1Image(img, np.eye(4)), brain
+
+
+def _with(brain_mask, **extra):
+    model = _model(BrainAboveWhole())
+    model.inference = model.inference.updated({"brain_mask": brain_mask, **extra})
+    return model
+
+
+def test_refine_keeps_the_edge_of_a_skull_stripped_brain_that_the_second_pass_trims():
+    _, brain = _stripped()
+    data = np.where(brain, 50.0, 0.0).astype(np.float32)
+    first = brain.copy()
+    first[6:42, 6:38, 6:34] = True  # the first pass also took a 2-voxel rim of the (zero) air
+    second = np.where(brain, 0.9, 0.0).astype(np.float32)
+    second[brain & ~ndimage.binary_erosion(brain, iterations=3)] = 0.3  # the second pass doubts the brain's edge
+    both, kind = refine_brain_mask(first, second, data, (1.0, 1.0, 1.0), "both_passes")
+    assert kind is None and _dice(both, brain) < 0.8
+    auto, kind = refine_brain_mask(first, second, data, (1.0, 1.0, 1.0), "auto")
+    assert kind == "skull-stripped" and np.array_equal(auto, brain)  # the first mask within the image's signal
+
+
+def test_refine_takes_a_head_with_zero_air_for_a_head_when_the_first_pass_took_it_all():
+    img, brain, _ = _head()  # air stored as exact zeros; skull and scalp 6 voxels thick
+    data = np.asarray(img.dataobj)
+    first = data > 0  # the first pass took the whole head: no signal outside it
+    assert signal_outside(data, first, (1.0, 1.0, 1.0)) == 0.0
+    second = np.where(brain, 0.95, 0.6).astype(np.float32)
+    mask, kind = refine_brain_mask(first, second, data, (1.0, 1.0, 1.0), "auto", keep=0.8)
+    assert kind == "whole head" and np.array_equal(mask, brain)  # the skull is measured from the refined mask
+    assert np.array_equal(refine_brain_mask(first, second, data, (1.0, 1.0, 1.0), "auto")[0], first)  # keep 0.5: all kept
+
+
+def test_auto_predicts_a_skull_stripped_input_within_its_signal():
+    img, _ = _stripped()
+    data = np.asarray(img.dataobj)
+    first, auto = _with("first_pass").predict(img), _with("auto").predict(img)
+    assert auto.info["brain_input"] == "skull-stripped" and "brain_input" not in first.info
+    assert np.array_equal(auto.brainmask > 0, largest_component((first.brainmask > 0) & (data != 0)))
+    assert not np.any((auto.mask > 0) & ~(auto.brainmask > 0))
+
+
+def test_auto_on_a_whole_head_is_both_passes_and_brain_keep_applies():
+    img, brain, _ = _head()
+    data = np.asarray(img.dataobj).copy()
+    data[data == 0] = np.abs(np.random.default_rng(2).normal(0, 1.0, int((data == 0).sum())))  # a scanner's noisy air
+    img = nib.Nifti1Image(data, img.affine)
+    auto, both = _with("auto").predict(img), _with("both_passes").predict(img)
+    assert auto.info["brain_input"] == "whole head" and np.array_equal(auto.brainmask, both.brainmask)
+    assert _dice(auto.brainmask > 0, brain) > 0.99
+    strict = _with("auto", brain_keep=0.999)
+    # the toy's second-pass brain probability is below 0.999 over most of the brain: a stricter keep shrinks the mask
+    assert strict.predict(img).brainmask.sum() < 0.5 * auto.brainmask.sum()
+    assert strict.provenance()["settings"]["brain_keep"] == 0.999 and "brain_keep" not in _with("auto").provenance()["settings"]
 
 
 @pytest.mark.parametrize("labels,channel", [({"0": "background", "1": "PVS"}, None),

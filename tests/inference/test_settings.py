@@ -34,13 +34,15 @@ def test_defaults_and_updates():
     assert default.updated({"output_resampling": "area"}).output_resampling == "area"
     assert default.brain_mask == "first_pass"  # bundles made before the option predict as they did
     assert default.updated({"brain_mask": "both_passes"}).brain_mask == "both_passes"
+    assert default.brain_keep == 0.5 and default.updated({"brain_mask": "auto", "brain_keep": 0.8}).brain_keep == 0.8
 
 
 @pytest.mark.parametrize("bad, message", [
     ({"threshold": 1.5}, "threshold must be in"),
     ({"min_cluster_mm3": -1}, "min_cluster_mm3 must be >= 0"),
     ({"output_resampling": "cubic"}, "output_resampling must be one of linear, area"),
-    ({"brain_mask": "given"}, "brain_mask must be one of first_pass, both_passes"),
+    ({"brain_mask": "given"}, "brain_mask must be one of first_pass, both_passes, auto"),
+    ({"brain_keep": 1.0}, "brain_keep must be in"),
     ({"step": 0}, "step must be in"),
     ({"mirror_axes": [3]}, "mirror_axes must be spatial axes"),
     ({"window": {"colour": 1}}, "unknown option.*colour.*sliding window"),

@@ -20,19 +20,21 @@ def _build_bundled():
 def test_shipped_settings_are_the_ones_asked_for():
     mod = _build_bundled()
     run = ROOT / "mednet_pvs" / "zoo" / "bundled" / "mednet-pvs-synth-any"  # a bundle in the run-export format
-    model = mod.shipped_model(run, "mednet-pvs-synth-any", 48, "0,2", 0.4, "replicate", "area", "both_passes")
+    model = mod.shipped_model(run, "mednet-pvs-synth-any", 48, "0,2", 0.4, "replicate", "area", "both_passes", 0.7)
     w = model.inference.window
     assert w.patch_size == (48, 48, 48) and w.mirror_axes == (0, 2) and w.pad_mode == "replicate"
     assert model.inference.output_resampling == "area" and model.inference.brain_mask == "both_passes"
+    assert model.inference.brain_keep == 0.7
     assert model.inference.threshold == 0.4 and model.name == "mednet-pvs-synth-any"
     kept = mod.shipped_model(run, "mednet-pvs-synth-any", None, "none")  # no --pad / --back: the run's
     run_inf = mod.PVSModel.from_pretrained(run, device="cpu").inference
     assert kept.inference.window.pad_mode == run_inf.window.pad_mode
     assert kept.inference.output_resampling == run_inf.output_resampling
-    assert kept.inference.brain_mask == run_inf.brain_mask
+    assert kept.inference.brain_mask == run_inf.brain_mask and kept.inference.brain_keep == run_inf.brain_keep
 
 
-@pytest.mark.parametrize("option", [["--pad", "reflect"], ["--back", "cubic"], ["--brain", "third_pass"]])
+@pytest.mark.parametrize("option", [["--pad", "reflect"], ["--back", "cubic"], ["--brain", "third_pass"],
+                                    ["--brain-keep", "high"]])
 def test_choice_options_are_checked(option):
     with pytest.raises(SystemExit):
         _build_bundled().main(["x", "mednet-pvs-synth-any", *option])
