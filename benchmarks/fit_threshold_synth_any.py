@@ -12,8 +12,9 @@ with ``zoo/build_bundled.py ... --threshold T --write``). Writes
 
 ``--brain``: also make each whole-head group's own fit case (the whole-head group's ``role="fit"``
 seed block, never scored) and print the brain-mask Dice the model finds from the image alone, per
-group and on average: the fit cases above are skull-stripped and cannot choose between models on
-what whole heads test (session 16's stage 6 lost 0.03 of scored brain Dice unseen by the fit).
+group and on average, with that of the skull-stripped fit cases above (from the same
+predictions): those cannot choose between models on what whole heads test (session 16's stage 6
+lost 0.03 of scored brain Dice unseen by the fit).
 """
 from __future__ import annotations
 
@@ -38,12 +39,16 @@ def best_threshold(mean: np.ndarray, thresholds: tuple[float, ...] = THRESHOLDS)
     return thresholds[i], warn
 
 
-def brain_fit(model: Any) -> list[str]:
-    """Brain-mask Dice on each whole-head group's own fit case (image alone, tile step 1.0)."""
+def brain_fit(model: Any, stripped: dict[str, float] | None = None) -> list[str]:
+    """Brain-mask Dice on each whole-head group's own fit case (image alone, tile step 1.0), then
+    the means; ``stripped``: the skull-stripped fit cases' brain-mask Dice by group name (from the
+    PVS loop's predictions), added to the means."""
     from mednet_pvs.analysis.metrics import voxel_metrics
     from mednet_pvs.synth.heldout import heldout_case, heldout_groups, make_heldout_case
 
-    lines, scores = ["brain-mask Dice on the whole-head groups' own fit cases (image alone)"], []
+    lines, scores = ["brain-mask Dice on the fit cases (image alone)"], []
+    for name, d in (stripped or {}).items():
+        lines.append(f"{name:26s} {'':8s}  brain Dice {d:.3f}")
     for g in heldout_groups(legacy=False, heads=(True,)):
         case = heldout_case(g, 0, "fit")
         t0 = time.perf_counter()
@@ -55,6 +60,10 @@ def brain_fit(model: Any) -> list[str]:
         lines.append(f"{g.name:26s} {case.seed:8d}  brain Dice {scores[-1]:.3f} {time.perf_counter() - t0:4.0f} s")
         print(lines[-1], flush=True)
     lines.append(f"mean brain-mask Dice over {len(scores)} whole-head fit cases: {float(np.mean(scores)):.3f}")
+    if stripped:
+        both = [*scores, *stripped.values()]
+        lines.append(f"mean brain-mask Dice over {len(stripped)} skull-stripped fit cases: {float(np.mean(list(stripped.values()))):.3f}; "
+                     f"over all {len(both)}: {float(np.mean(both)):.3f}")
     return lines
 
 
@@ -79,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
              f"back to the input grid {model.inference.output_resampling}",
              "group                      seed     PVS voxels  " + " ".join(f"{t:>5}" for t in THRESHOLDS) + "   s"]
     table = []
+    stripped_brain: dict[str, float] = {}  # --brain: the skull-stripped fit cases' brain-mask Dice
     done: dict[str, tuple[int, list[float]]] = {}  # the whole-head groups share the stripped group's fit case: made and predicted once
     for g in heldout_groups():
         case = fit_case(g)
@@ -86,8 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         if repr(case) not in done:
             ph = make_heldout_case(case, anatomy="procedural")
             truth = ph.label > 0
-            probs = model.predict((ph.image, ph.affine), step=1.0).probabilities
+            pred = model.predict((ph.image, ph.affine), step=1.0)
+            probs = pred.probabilities
             done[repr(case)] = int(truth.sum()), [voxel_metrics(probs > t, truth)["dice"] for t in THRESHOLDS]
+            if args.brain and not g.legacy and pred.brainmask is not None:
+                stripped_brain[g.name.replace(" head", " stripped")] = voxel_metrics(pred.brainmask > 0, ph.brainmask > 0)["dice"]
         n_truth, row = done[repr(case)]
         table.append(row)
         lines.append(f"{g.name:26s} {case.seed:8d} {n_truth:10d}  " + " ".join(f"{v:5.3f}" for v in row)
@@ -97,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     best, warn = best_threshold(mean)
     tail = ["mean over groups           " + " " * 20 + " ".join(f"{v:5.3f}" for v in mean), f"best threshold: {best}",
             *([warn] if warn else []),
-            *(brain_fit(model) if args.brain else []),
+            *(brain_fit(model, stripped_brain) if args.brain else []),
             f"command: {' '.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}"]
     args.out.write_text("\n".join(lines + tail) + "\n")
     print("\n".join(tail))

@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option("torch", "--backend", help="Where the networks run: torch, onnxruntime (CPU, ~2x faster; exported once and cached; pip install 'mednet-pvs[onnx]'), openvino (CPU; pip install 'mednet-pvs[openvino]'), inductor (CPU; PyTorch's AOTInductor, needs a C++ compiler; compiled once, about a minute, then cached) or auto (onnxruntime on the CPU where installed)."),
         precision: str = typer.Option("fp32", "--precision", help="fp32 (default: equal to torch within 1e-3), or bf16 with --backend openvino on a CPU with native bf16 (AMX/AVX512-BF16): faster, labels not identical."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only failed cases and the final line (no progress)."),
+        brain_mode: Optional[str] = typer.Option(None, "--brain-mode", help="Models that find the brain themselves (mednet-pvs-synth-any), without --brainmask: first_pass (the first pass's mask), both_passes (kept where the second pass agrees) or auto (both passes on whole heads, the first within the image's signal on skull-stripped scans); default: the model's."),
         layout: str = typer.Option("flat", "--layout", help="Output layout: flat (a folder per case) or bids (BIDS derivatives: sub-*/[ses-*/]anat/*_desc-pvs_mask.nii.gz, dataset_description.json, phenotype/pvs_burden.tsv)."),
     ) -> None:
         """Segment PVS, write masks, stats and a summary; cases already done are skipped."""
@@ -48,6 +49,10 @@ def register(app: typer.Typer) -> None:
 
         precision = check_precision(precision, check_backend(backend))  # a bad name: one line before anything is read or written
         check_output_dir(outdir)
+        from mednet_pvs.inference.settings import BRAIN_MASK
+
+        if brain_mode is not None and brain_mode not in BRAIN_MASK:
+            raise ConfigError(f"--brain-mode must be one of {', '.join(BRAIN_MASK)}, not {brain_mode!r}")
         if layout not in LAYOUTS:
             raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
         region_path = None if regions in REGION_MODES else Path(regions)
@@ -57,6 +62,10 @@ def register(app: typer.Typer) -> None:
         if inputs is not None:
             cases = collect_inputs(inputs, regions=region_path, brainmask=brainmask, converted=Path(outdir) / "converted")
         net = load_pretrained(model, device=device)
+        if brain_mode is not None:
+            if not getattr(net, "predicts_brain", False):
+                raise ConfigError(f"--brain-mode: {model} has no brain class (it does not find the brain itself)")
+            net.inference = net.inference.updated({"brain_mask": brain_mode})
         if str(getattr(net, "device", "cpu")).startswith("cpu"):  # large activations: reuse freed memory (mednet_pvs.inference.cpu_memory)
             from mednet_pvs.inference import cpu_memory
 

@@ -200,3 +200,33 @@ def test_terminal_progress_has_a_bar_for_the_tiles_of_the_case():
         task = show.bar.tasks[show.tiles]
         assert (task.description, task.completed, task.total) == ("sub-02", 1, 6), "a new case restarts the tile bar"
     assert show.bar.tasks[show.cases].completed == 1 and "sub-01: 3 PVS" in out.getvalue()
+
+
+def test_brain_mode_is_applied_recorded_and_checked(tmp_path, cohort, capsys):
+    """``--brain-mode`` sets how a brain-class model makes its brain mask; it is recorded with each
+    case; a bad value, or a model that does not find the brain, is one line."""
+    import torch
+
+    from mednet_pvs.inference import InferenceConfig, PVSModel
+    from mednet_pvs.nets import create_network
+
+    torch.manual_seed(0)
+    kwargs = {"in_channels": 1, "n_classes": 3, "n_channels": 2, "exp_r": 2, "kernel_size": 3, "block_counts": [1] * 9,
+              "deep_supervision": False}
+    folder = PVSModel(create_network("mednext", **kwargs), {"name": "mednext", "kwargs": kwargs}, {"target_spacing": None},
+                      InferenceConfig.from_dict(dict(patch_size=(32, 32, 32), mirror_axes=())),
+                      labels={"0": "background", "1": "brain", "2": "PVS"}, device="cpu").save_pretrained(tmp_path / "brainy")
+    src = next(cohort.glob("sub-*/**/*_T2w.nii.gz"))
+    out = tmp_path / "out"
+    assert main(["predict", "-i", str(src), "-o", str(out), "-m", str(folder), "--brain-mode", "auto", "-q",
+                 "--regions", "none"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    stats = json.loads(next(out.glob("*/*_stats.json")).read_text())
+    assert stats["provenance"]["settings"]["brain_mask"] == "auto"
+    assert main(["predict", "-i", str(src), "-o", str(tmp_path / "o2"), "-m", str(folder), "--brain-mode", "third_pass"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--brain-mode must be one of first_pass, both_passes, auto" in err[0]
+    assert not (tmp_path / "o2").exists()  # refused before anything was written
+    assert main(["predict", "-i", str(src), "-o", str(tmp_path / "o3"), "-m", "frangi", "--brain-mode", "auto"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no brain class" in err[0]

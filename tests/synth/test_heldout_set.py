@@ -178,6 +178,9 @@ def test_threshold_fit_scores_the_brain_on_whole_head_fit_cases_with_brain(monke
     text = out.read_text()
     assert "T2w thick head" in text and "brain Dice 0.800" in text
     assert f"mean brain-mask Dice over {len(heads)} whole-head fit cases: 0.800" in text
+    n_stripped = len(heldout_groups(legacy=False, heads=(False,)))  # the skull-stripped fit cases' masks count too
+    assert f"over {n_stripped} skull-stripped fit cases: 0.800; over all {len(heads) + n_stripped}: 0.800" in text
+    assert "T2w thick stripped" in text.split("brain-mask Dice on the fit cases")[1]
 
 
 class _Net:
