@@ -31,7 +31,8 @@ def test_any_contrast_bundle_is_small_float16_offline_and_finds_the_brain(monkey
     config = json.loads((folder / "config.json").read_text())
     window = config["inference"]["window"]
     assert window["patch_size"] == [64, 64, 64] and window["mirror_axes"] == [] and window["pad_mode"] == "replicate"
-    assert config["inference"]["brain_mask"] == "both_passes"  # session 17: brain Dice 0.921 -> 0.943 on the scored groups
+    # session 17: both passes, brain Dice 0.921 -> 0.943 on the scored groups; session 18: auto, 0.951
+    assert config["inference"]["brain_mask"] == "auto" and config["inference"]["brain_keep"] == 0.8
     # the entry records command, seed, hardware (both stages), steps and time, and how to go bigger
     training = entry.meta()["training"]
     assert training["command"].startswith("mednet-pvs fit --config synth_any") and "--trainer.accelerator gpu" in training["then"]
