@@ -10,13 +10,15 @@
     python zoo/build_bundled.py runs/synth_t2w/model mednet-pvs-synth-t2w --write
 
 Inference settings of the shipped model (``--patch``, ``--mirror``, ``--pad``, ``--back``, ``--brain``,
-``--brain-keep``) may
-differ from the training run's defaults; the scores are always taken with the settings that are shipped.
+``--brain-keep``) may differ from the training run's defaults; ``--member RUN`` (repeatable) adds
+another run of the same network as an ensemble member; the scores are always taken with the
+settings that are shipped.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -49,8 +51,17 @@ ANY_METRICS_NOTE = ("Measured by `benchmarks/bench_synth_any.py --anatomy proced
 
 def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None,
                   pad: str | None = None, back: str | None = None, brain: str | None = None,
-                  brain_keep: float | None = None) -> PVSModel:
+                  brain_keep: float | None = None, members: Sequence[Path] = ()) -> PVSModel:
     model = PVSModel.from_pretrained(run_model, device="cpu")
+    runs = [model]
+    for path in members:  # more training runs of the same network: an ensemble (probabilities averaged)
+        other = PVSModel.from_pretrained(path, device="cpu")
+        for what in ("network", "preprocessing", "labels"):
+            mine, theirs = getattr(model, what), getattr(other, what)
+            mine, theirs = (x.to_dict() if hasattr(x, "to_dict") else x for x in (mine, theirs))
+            if mine != theirs:
+                raise SystemExit(f"error: --member {path}: its {what} differs from {run_model}'s")
+        runs.append(other)
     changes: dict = {"mirror_axes": [] if mirror == "none" else [int(a) for a in mirror.split(",")]}
     if patch:
         changes["patch_size"] = [patch] * 3
@@ -72,8 +83,10 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
     note = ANY_METRICS_NOTE if entry.contrast == "any" else METRICS_NOTE
     meta = {**entry.meta(), "training": training, "metrics_note": note,
             "run": {k: model.meta.get("training", {}).get(k) for k in ("epoch", "global_step", "checkpoint")},
+            **({"member_runs": [{"from": str(p), **{k: r.meta.get("training", {}).get(k) for k in ("epoch", "global_step")}}
+                                for p, r in zip([run_model, *members], runs)]} if members else {}),
             "run_val_metrics": model.meta.get("metrics", {})}
-    return PVSModel(model.networks, model.network, model.preprocessing, inf, name=name, meta=meta, device="cpu",
+    return PVSModel([net for r in runs for net in r.networks], model.network, model.preprocessing, inf, name=name, meta=meta, device="cpu",
                     labels=model.labels)  # the run's classes (background/brain/PVS for the any-contrast model)
 
 
@@ -92,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                    "'auto' does so on whole heads and keeps the image's non-zero voxels on skull-stripped ones")
     p.add_argument("--brain-keep", type=float, help="with --brain both_passes/auto: the second pass's brain probability "
                    "above which a first-pass voxel stays brain (default: the run's, i.e. 0.5)")
+    p.add_argument("--member", type=Path, action="append", default=[], help="another run's exported bundle of the same "
+                   "network, preprocessing and labels: shipped as one more ensemble member (repeatable)")
     p.add_argument("--threshold", default="fit", help="probability threshold: a number, or 'fit' (best mean Dice on the "
                    "Frangi-fit phantoms, never the test ones; default)")
     p.add_argument("--score", action="store_true", help="score on held-out phantoms and print entry figures")
@@ -99,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     contrast = get_entry(args.name).contrast
     model = shipped_model(args.run_model, args.name, args.patch, args.mirror, pad=args.pad, back=args.back, brain=args.brain,
-                           brain_keep=args.brain_keep)
+                           brain_keep=args.brain_keep, members=args.member)
     if args.threshold == "fit":
         threshold, curve = fit_threshold_on_phantoms(model, contrast, FRANGI_FIT_SEEDS)
         print(f"threshold {threshold:.2f} (mean Dice on seeds {list(FRANGI_FIT_SEEDS)}: "
@@ -107,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         threshold = float(args.threshold)
     model = shipped_model(args.run_model, args.name, args.patch, args.mirror, threshold, args.pad, args.back, args.brain,
-                           args.brain_keep)
+                           args.brain_keep, args.member)
     if args.score:
         frangi = fit_frangi_on_phantoms(contrast)
         table = score_on_phantoms({args.name: model, "frangi (fitted)": frangi}, contrast)

@@ -38,3 +38,20 @@ def test_shipped_settings_are_the_ones_asked_for():
 def test_choice_options_are_checked(option):
     with pytest.raises(SystemExit):
         _build_bundled().main(["x", "mednet-pvs-synth-any", *option])
+
+
+def test_member_runs_make_an_ensemble_and_a_different_network_is_refused(tmp_path):
+    mod = _build_bundled()
+    run = ROOT / "mednet_pvs" / "zoo" / "bundled" / "mednet-pvs-synth-any"
+    model = mod.shipped_model(run, "mednet-pvs-synth-any", None, "none", 0.35, members=[run])
+    assert len(model.networks) == 2 and model.networks[0] is not model.networks[1]
+    assert [m["from"] for m in model.meta["member_runs"]] == [str(run), str(run)]
+    other = mod.PVSModel.from_pretrained(run, device="cpu")
+    spec = other.network.to_dict()
+    spec["kwargs"] = {**spec["kwargs"], "n_channels": 8}  # another width: cannot share an ensemble
+    from mednet_pvs.nets import create_network_from_config
+
+    mod.PVSModel(create_network_from_config(spec), spec, other.preprocessing, other.inference, labels=other.labels,
+                 device="cpu").save_pretrained(tmp_path / "narrow")
+    with pytest.raises(SystemExit, match="network differs"):
+        mod.shipped_model(run, "mednet-pvs-synth-any", None, "none", 0.35, members=[tmp_path / "narrow"])
