@@ -44,7 +44,8 @@ def test_member_runs_make_an_ensemble_and_a_different_network_is_refused(tmp_pat
     mod = _build_bundled()
     run = ROOT / "mednet_pvs" / "zoo" / "bundled" / "mednet-pvs-synth-any"
     model = mod.shipped_model(run, "mednet-pvs-synth-any", None, "none", 0.35, members=[run])
-    assert len(model.networks) == 2 and model.networks[0] is not model.networks[1]
+    n = len(mod.PVSModel.from_pretrained(run, device="cpu").networks)  # the shipped bundle is itself an ensemble
+    assert len(model.networks) == 2 * n and model.networks[0] is not model.networks[n]
     assert [m["from"] for m in model.meta["member_runs"]] == [str(run), str(run)]
     other = mod.PVSModel.from_pretrained(run, device="cpu")
     spec = other.network.to_dict()
