@@ -39,16 +39,22 @@ def best_threshold(mean: np.ndarray, thresholds: tuple[float, ...] = THRESHOLDS)
     return thresholds[i], warn
 
 
-def brain_fit(model: Any, stripped: dict[str, float] | None = None) -> list[str]:
+def taken_for(pred: Any) -> str | None:
+    """What ``brain_mask: auto`` took the input for (``"whole head"`` / ``"skull-stripped"``), else ``None``."""
+    return (getattr(pred, "info", None) or {}).get("brain_input")
+
+
+def brain_fit(model: Any, stripped: dict[str, tuple[float, str | None]] | None = None) -> list[str]:
     """Brain-mask Dice on each whole-head group's own fit case (image alone, tile step 1.0), then
-    the means; ``stripped``: the skull-stripped fit cases' brain-mask Dice by group name (from the
-    PVS loop's predictions), added to the means."""
+    the means; ``stripped``: the skull-stripped fit cases' brain-mask Dice and what ``brain_mask:
+    auto`` took the input for (``predict``'s ``info["brain_input"]``), by group name (from the PVS
+    loop's predictions), added to the means. With ``auto`` each line says what the input was taken for."""
     from mednet_pvs.analysis.metrics import voxel_metrics
     from mednet_pvs.synth.heldout import heldout_case, heldout_groups, make_heldout_case
 
     lines, scores = ["brain-mask Dice on the fit cases (image alone)"], []
-    for name, d in (stripped or {}).items():
-        lines.append(f"{name:26s} {'':8s}  brain Dice {d:.3f}")
+    for name, (d, seen) in (stripped or {}).items():
+        lines.append(f"{name:26s} {'':8s}  brain Dice {d:.3f}" + (f"        taken for: {seen}" if seen else ""))
     for g in heldout_groups(legacy=False, heads=(True,)):
         case = heldout_case(g, 0, "fit")
         t0 = time.perf_counter()
@@ -57,12 +63,15 @@ def brain_fit(model: Any, stripped: dict[str, float] | None = None) -> list[str]
         if pred.brainmask is None:
             return [f"brain-mask Dice: {model.name} returns no brain mask"]
         scores.append(voxel_metrics(pred.brainmask > 0, ph.brainmask > 0)["dice"])
-        lines.append(f"{g.name:26s} {case.seed:8d}  brain Dice {scores[-1]:.3f} {time.perf_counter() - t0:4.0f} s")
+        seen = taken_for(pred)
+        lines.append(f"{g.name:26s} {case.seed:8d}  brain Dice {scores[-1]:.3f} {time.perf_counter() - t0:4.0f} s"
+                     + (f"  taken for: {seen}" if seen else ""))
         print(lines[-1], flush=True)
     lines.append(f"mean brain-mask Dice over {len(scores)} whole-head fit cases: {float(np.mean(scores)):.3f}")
     if stripped:
-        both = [*scores, *stripped.values()]
-        lines.append(f"mean brain-mask Dice over {len(stripped)} skull-stripped fit cases: {float(np.mean(list(stripped.values()))):.3f}; "
+        flat = [d for d, _ in stripped.values()]
+        both = [*scores, *flat]
+        lines.append(f"mean brain-mask Dice over {len(stripped)} skull-stripped fit cases: {float(np.mean(flat)):.3f}; "
                      f"over all {len(both)}: {float(np.mean(both)):.3f}")
     return lines
 
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
              f"back to the input grid {model.inference.output_resampling}",
              "group                      seed     PVS voxels  " + " ".join(f"{t:>5}" for t in THRESHOLDS) + "   s"]
     table = []
-    stripped_brain: dict[str, float] = {}  # --brain: the skull-stripped fit cases' brain-mask Dice
+    stripped_brain: dict[str, tuple[float, str | None]] = {}  # --brain: the skull-stripped fit cases' brain-mask Dice, what auto took them for
     done: dict[str, tuple[int, list[float]]] = {}  # the whole-head groups share the stripped group's fit case: made and predicted once
     for g in heldout_groups():
         case = fit_case(g)
@@ -100,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             probs = pred.probabilities
             done[repr(case)] = int(truth.sum()), [voxel_metrics(probs > t, truth)["dice"] for t in THRESHOLDS]
             if args.brain and not g.legacy and pred.brainmask is not None:
-                stripped_brain[g.name.replace(" head", " stripped")] = voxel_metrics(pred.brainmask > 0, ph.brainmask > 0)["dice"]
+                stripped_brain[g.name.replace(" head", " stripped")] = (voxel_metrics(pred.brainmask > 0, ph.brainmask > 0)["dice"],
+                                                                         taken_for(pred))
         n_truth, row = done[repr(case)]
         table.append(row)
         lines.append(f"{g.name:26s} {case.seed:8d} {n_truth:10d}  " + " ".join(f"{v:5.3f}" for v in row)

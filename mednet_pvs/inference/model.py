@@ -499,13 +499,14 @@ def signal(data: np.ndarray) -> np.ndarray:
     return a > 1e-3 * float(np.percentile(a, 99.9))
 
 
-def signal_outside(data: np.ndarray, mask: np.ndarray, spacing: Sequence[float], margin_mm: float = OUTSIDE_MM) -> float:
-    """Voxels of ``data`` with :func:`signal` farther than ``margin_mm`` from ``mask``, as a share
-    of the mask's voxels: about 0 for a skull-stripped scan, about 1 or more for a whole head."""
+def signal_outside(has_signal: np.ndarray, mask: np.ndarray, spacing: Sequence[float], margin_mm: float = OUTSIDE_MM) -> float:
+    """Voxels of ``has_signal`` (:func:`signal` of an image) farther than ``margin_mm`` from
+    ``mask``, as a share of the mask's voxels: about 0 for a skull-stripped scan, about 1 or more
+    for a whole head."""
     from scipy import ndimage
 
     far = ndimage.distance_transform_edt(~mask, sampling=[float(s) for s in spacing]) > margin_mm
-    return float((signal(data) & far).sum()) / max(int(mask.sum()), 1)
+    return float((has_signal & far).sum()) / max(int(mask.sum()), 1)
 
 
 def refine_brain_mask(first: np.ndarray, second: np.ndarray, data: np.ndarray, spacing: Sequence[float], mode: str,
@@ -526,9 +527,12 @@ def refine_brain_mask(first: np.ndarray, second: np.ndarray, data: np.ndarray, s
         ``"skull-stripped"`` (``None`` otherwise).
     """
     both = largest_component(first & (second > keep))
-    if mode == "auto" and signal_outside(data, both, spacing) < OUTSIDE_SHARE:
-        return largest_component(first & signal(data)), "skull-stripped"
-    return both, "whole head" if mode == "auto" else None
+    if mode != "auto":
+        return both, None
+    has_signal = signal(data)
+    if signal_outside(has_signal, both, spacing) < OUTSIDE_SHARE:
+        return largest_component(first & has_signal), "skull-stripped"
+    return both, "whole head"
 
 
 def load_members(folder: Path, config: BundleConfig) -> list[nn.Module]:

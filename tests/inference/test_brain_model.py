@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from mednet_pvs.inference import PVSModel
 from mednet_pvs.inference.bundle import load_bundle
-from mednet_pvs.inference.model import largest_component, refine_brain_mask, signal_outside
+from mednet_pvs.inference.model import largest_component, refine_brain_mask, signal, signal_outside
 from mednet_pvs.nets import create_network
 
 LABELS = {"0": "background", "1": "brain", "2": "PVS"}
@@ -165,7 +165,7 @@ def test_refine_takes_a_head_with_zero_air_for_a_head_when_the_first_pass_took_i
     img, brain, _ = _head()  # air stored as exact zeros; skull and scalp 6 voxels thick
     data = np.asarray(img.dataobj)
     first = data > 0  # the first pass took the whole head: no signal outside it
-    assert signal_outside(data, first, (1.0, 1.0, 1.0)) == 0.0
+    assert signal_outside(signal(data), first, (1.0, 1.0, 1.0)) == 0.0
     second = np.where(brain, 0.95, 0.6).astype(np.float32)
     mask, kind = refine_brain_mask(first, second, data, (1.0, 1.0, 1.0), "auto", keep=0.8)
     assert kind == "whole head" and np.array_equal(mask, brain)  # the skull is measured from the refined mask

@@ -163,7 +163,7 @@ def test_threshold_fit_scores_the_brain_on_whole_head_fit_cases_with_brain(monke
             probs[0, 0, 0] = 1.0
             brain = np.zeros((4, 4, 4), np.uint8)
             brain[:3] = 1
-            return types.SimpleNamespace(probabilities=probs, brainmask=brain)
+            return types.SimpleNamespace(probabilities=probs, brainmask=brain, info={"brain_input": "skull-stripped"})
 
     monkeypatch.setattr(heldout, "make_heldout_case", fake_case)
     monkeypatch.setattr(mednet_pvs, "load_pretrained", lambda name, device=None: Model())
@@ -181,6 +181,7 @@ def test_threshold_fit_scores_the_brain_on_whole_head_fit_cases_with_brain(monke
     n_stripped = len(heldout_groups(legacy=False, heads=(False,)))  # the skull-stripped fit cases' masks count too
     assert f"over {n_stripped} skull-stripped fit cases: 0.800; over all {len(heads) + n_stripped}: 0.800" in text
     assert "T2w thick stripped" in text.split("brain-mask Dice on the fit cases")[1]
+    assert text.count("taken for: skull-stripped") == n_stripped + len(heads)  # what brain_mask auto took each input for
 
 
 class _Net:
