@@ -488,7 +488,8 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 #: cases (stage-5 weights, ``brain_keep`` 0.8) the share was 0.000-0.059 on every skull-stripped input
 #: and 2.1-9.8 on every whole head, air stored as zeros included (scalp and skull remain). Measured
 #: from the refined mask, not the first: a first pass that took the whole of such a head leaves no
-#: signal outside itself, the second pass drops the scalp.
+#: signal outside itself, the second pass drops the scalp. The shipped two-member model took each of
+#: the 24 fit cases for what it is (benchmarks/results/synth_any_threshold_fit_ens56_bundle.txt).
 OUTSIDE_MM, OUTSIDE_SHARE = 5.0, 0.25
 
 
