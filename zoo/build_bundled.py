@@ -121,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{t:.2f}: {d:.3f}" for t, d in curve.items()) + ")")
     else:
         threshold = float(args.threshold)
-    model = shipped_model(args.run_model, args.name, args.patch, args.mirror, threshold, args.pad, args.back, args.brain,
-                           args.brain_keep, args.member)
+    model.inference = model.inference.updated({"threshold": threshold})  # the runs are loaded once, members included
     if args.score:
         frangi = fit_frangi_on_phantoms(contrast)
         table = score_on_phantoms({args.name: model, "frangi (fitted)": frangi}, contrast)
