@@ -15,7 +15,9 @@ if sys.argv[1] == "on":
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 counts = []
-for _ in range(3):
+# the heap grows once more during the first three rounds, at round 2 or 3 (measured: 2 of 10
+# probes faulted 64 MiB afresh at round 3, never later); from round 4 on it is reused every time
+for _ in range(5):
     before = faults()
     t = torch.ones(64 * 2**20 // 4)   # 64 MiB, above glibc's largest mmap threshold
     counts.append(faults() - before)
@@ -36,4 +38,4 @@ def test_freed_memory_is_reused_without_page_faults():
     pages = 64 * 2**20 // 4096
     default, reused = _faults("off"), _faults("on")
     assert default > 0.9 * pages, f"glibc's default maps 64 MiB afresh each time: {default} faults"
-    assert reused < 0.01 * pages, f"with reuse_freed_memory the third allocation reuses the heap: {reused} faults"
+    assert reused < 0.01 * pages, f"with reuse_freed_memory the fifth allocation reuses the heap: {reused} faults"
