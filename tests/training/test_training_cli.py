@@ -13,7 +13,7 @@ from mednet_pvs.nets import required_divisor
 from mednet_pvs.training.cli import (check_checkpoint, config_path, default_precision, list_configs, make_logger,
                                      resolve_config_args, run_cli, typed_source)
 
-SHIPPED = ["mednext_l_k5_t1w", "mednext_l_k5_t2w", "nnunet_t1w", "nnunet_t2w", "synth_any", "synth_t1w", "synth_t2w", "tiny_synthetic"]
+SHIPPED = ["mednext_l_k5_t1w", "mednext_l_k5_t2w", "nnunet_t1w", "nnunet_t2w", "synth_any", "synth_any_plain", "synth_t1w", "synth_t2w", "tiny_synthetic"]
 
 
 def test_the_expected_configs_are_shipped():
@@ -32,7 +32,8 @@ def test_every_shipped_config_instantiates(name, tmp_path):
     assert all(p % d == 0 for p, d in zip(patch, required_divisor(model.net)))
     assert model.network_spec["name"] == {"mednext_l_k5_t1w": "mednext_l_k5", "mednext_l_k5_t2w": "mednext_l_k5",
                                           "nnunet_t1w": "nnunet_plain", "nnunet_t2w": "nnunet_plain", "tiny_synthetic": "mednext",
-                                          "synth_t1w": "mednext", "synth_t2w": "mednext", "synth_any": "mednext"}[name]
+                                          "synth_t1w": "mednext", "synth_t2w": "mednext", "synth_any": "mednext",
+                                          "synth_any_plain": "nnunet_plain"}[name]
     if name == "synth_any":  # the any-contrast model: domain-randomised phantoms, brain + PVS outputs, resumable
         assert dm.synthetic and dm.source["generator"] == "domain" and dm.source["contrast"] == "any"
         assert model.labels == {"0": "background", "1": "brain", "2": "PVS"} and model.net.config.n_classes == 3
@@ -40,6 +41,14 @@ def test_every_shipped_config_instantiates(name, tmp_path):
         assert dm.boundary_fraction == 0.25 and dm.source["min_pvs_contrast"] == 0.2
         assert model.hparams.init_from.endswith("mednet-pvs-synth-t2w")  # warm start from the T2w model
         assert model.inference.window.pad_mode == "replicate"  # it normalises inside the brain: pad with the border
+    elif name == "synth_any_plain":  # the same stream and outputs as a plain U-Net, bf16-mixed on the CPU, from scratch
+        any_cli = run_cli(["--config", "synth_any", "--logger", "none", "--trainer.default_root_dir", str(tmp_path)], run=False)
+        assert dm.source == {**any_cli.datamodule.source, "noise": 0.1, "p_thick": 0.35, "p_procedural": 0.5}
+        assert model.labels == any_cli.model.labels and model.net.config.num_classes == 3
+        assert model.net.config.features_per_stage == (32, 64, 128, 256) and patch == (48, 48, 48)
+        assert cli.trainer.precision == "bf16-mixed" and cli.trainer.max_steps == 5000 and model.hparams.init_from is None
+        assert cli.config["checkpoint_every_n_steps"] == 200 and cli.config["export"]["name"] == "mednet-pvs-synth-any"
+        assert model.inference.window.patch_size == (64, 64, 64) and model.inference.window.pad_mode == "replicate"
     elif name.startswith("synth_"):  # the bundled models' set-ups: MNI phantoms of one contrast, float16 export
         assert dm.synthetic and dm.source["contrast"] == {"synth_t1w": "T1w", "synth_t2w": "T2w"}[name]
         assert dm.source["anatomy"] == "mni" and patch == (32, 32, 32)
