@@ -41,6 +41,7 @@ from mednet_pvs.nets.mednext import (  # noqa: E402  (registers the MedNeXt name
     infer_mednext_config,
     load_mednext_state_dict,
     upkern,
+    widen,
 )
 from mednet_pvs.nets.nnunet import (  # registers nnunet_plain, nnunet_resenc_m, nnunet_resenc_l
     MissingDependency,
@@ -82,4 +83,5 @@ __all__ = [
     "register_network",
     "required_divisor",
     "upkern",
+    "widen",
 ]

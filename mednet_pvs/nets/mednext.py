@@ -394,3 +394,46 @@ def upkern(source: nn.Module | Mapping[str, torch.Tensor], target: MedNeXt) -> M
                               "the target; only spatial kernel sizes may differ")
     target.load_state_dict(new)
     return target
+
+
+def widen(source: nn.Module | Mapping[str, torch.Tensor], target: MedNeXt) -> MedNeXt:
+    """Initialise a wider ``target`` (more base channels and/or a larger expansion ratio, e.g. 32
+    channels) from a trained ``source`` (e.g. 16) so that it computes the same function.
+
+    Every source tensor fills the leading block of the target's; the target's fresh initialisation
+    stays in the new channels, except where an existing output channel would read a new input
+    channel: those weights are zero. Since MedNeXt's group norm normalises each channel on its own
+    (``norm_type="group"``) and its decoder adds skips rather than concatenating them, the existing
+    channels then evolve exactly as in ``source`` and the outputs read only them; the new channels
+    carry signal from the start (their incoming weights are random), so training gives them a
+    gradient. Depthwise kernels of another size are resized as :func:`upkern` does (the function is
+    then no longer identical). Layer norm (over channels) cannot be widened this way: refused.
+    Returns ``target``.
+    """
+    src: StateDict = unwrap_state_dict(source.state_dict() if isinstance(source, nn.Module) else source)
+    if target.config.norm_type != "group":
+        raise ConfigError("widening needs MedNeXt's per-channel group norm; layer norm mixes the new channels in")
+    tgt = target.state_dict()
+    keys_problem = describe_mismatch({k: () for k in tgt}, {k: () for k in src})
+    if keys_problem:
+        raise ConfigError(f"widening needs two networks with the same layers: {keys_problem}")
+    new: StateDict = {}
+    for k, t in tgt.items():
+        s = src[k].to(dtype=t.dtype, device=t.device)
+        if s.ndim != t.ndim or any(a > b for a, b in zip(s.shape[:2], t.shape[:2])):
+            raise ConfigError(f"widening: {k} has shape {tuple(s.shape)} in the source and {tuple(t.shape)} in "
+                              "the target; the target must be at least as wide in every layer")
+        if s.ndim == 5 and s.shape[2:] != t.shape[2:]:
+            s = F.interpolate(s, size=tuple(t.shape[2:]), mode="trilinear", align_corners=False)
+        w = t.detach().clone()
+        w[tuple(slice(0, n) for n in s.shape)] = s
+        module = target.get_submodule(k.rsplit(".", 1)[0]) if s.ndim == 5 else None
+        if isinstance(module, nn.modules.conv._ConvNd) and module.groups == 1:  # existing outputs must not read
+            # new inputs (depthwise convolutions, groups == channels, read their own channel only)
+            out_axis, in_axis = (1, 0) if isinstance(module, nn.ConvTranspose3d) else (0, 1)
+            idx: list[slice] = [slice(None)] * 5
+            idx[out_axis], idx[in_axis] = slice(0, s.shape[out_axis]), slice(s.shape[in_axis], None)
+            w[tuple(idx)] = 0
+        new[k] = w
+    target.load_state_dict(new)
+    return target

@@ -73,13 +73,15 @@ def _remap_classes(sd: dict[str, torch.Tensor], net: nn.Module, rows: list[int],
 
 def load_initial_weights(net: nn.Module, source: PathType | dict[str, Any], labels: Mapping[Any, str] | None = None) -> nn.Module:
     """Copy ``source``'s weights into ``net``: exactly when the shapes match, with UpKern when only
-    MedNeXt kernel sizes differ (e.g. a k3 model initialising a k5 one). Returns ``net``.
+    MedNeXt kernel sizes differ (e.g. a k3 model initialising a k5 one), and widened
+    (:func:`mednet_pvs.nets.widen`: the same function, new channels added) when ``net`` is a wider
+    MedNeXt with the same layers (e.g. 16 base channels initialising 32). Returns ``net``.
 
     ``labels`` (``net``'s output classes) against a bundle whose labels differ: the output layers
     are initialised class by class (:func:`class_rows`: same name, else the source's background),
     e.g. a background/PVS model starting a background/brain/PVS one.
     """
-    from mednet_pvs.nets import MedNeXt, upkern
+    from mednet_pvs.nets import MedNeXt, upkern, widen
     from mednet_pvs.nets.state_dicts import load_exact
 
     what = str(source) if not isinstance(source, dict) else "<state dict>"
@@ -94,4 +96,7 @@ def load_initial_weights(net: nn.Module, source: PathType | dict[str, Any], labe
         try:  # same layers, other kernel sizes: UpKern
             return upkern(sd, net)
         except ConfigError as e:
-            raise InputError(what, f"cannot initialise {type(net).__name__} from it: {e}") from None
+            try:  # same layers, more channels (and perhaps other kernel sizes): widened
+                return widen(sd, net)
+            except ConfigError:
+                raise InputError(what, f"cannot initialise {type(net).__name__} from it: {e}") from None

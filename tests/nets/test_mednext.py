@@ -17,6 +17,7 @@ from mednet_pvs.nets import (
     padded_shape,
     required_divisor,
     upkern,
+    widen,
 )
 from mednet_pvs.nets.mednext import preset_config
 
@@ -193,3 +194,36 @@ def test_upkern_matches_interpolate_on_a_real_layer():
     k5 = upkern({"state_dict": k3.state_dict()}, MedNeXt(tiny(kernel_size=5)))
     w3 = k3.up_0.conv1.weight  # a transposed depthwise kernel (C, 1, 3, 3, 3)
     assert torch.equal(k5.up_0.conv1.weight, F.interpolate(w3, size=(5, 5, 5), mode="trilinear"))
+
+
+def test_widen_keeps_the_function_and_gives_the_new_channels_a_gradient():
+    torch.manual_seed(0)
+    narrow = MedNeXt(tiny(deep_supervision=True))
+    for p in narrow.parameters():  # non-default values everywhere (biases and norms too)
+        p.data.normal_(0, 0.3)
+    wide = widen(narrow.state_dict(), MedNeXt(tiny(n_channels=8, exp_r=(4, 5, 8, 8, 8, 8, 8, 5, 4), deep_supervision=True)))
+    x = torch.randn(2, 1, 32, 32, 32)
+    for mode in ("eval", "train"):  # the logits and every deep-supervision output
+        a, b = getattr(narrow, mode)()(x), getattr(wide, mode)()(x)
+        for p, q in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+            assert p.shape == q.shape and torch.allclose(p, q, atol=1e-4), (mode, (p - q).abs().max().item())
+    old = narrow.enc_block_0[0].conv3.weight  # (4, 12, 1, 1, 1) inside (8, 32, 1, 1, 1)
+    w = wide.enc_block_0[0].conv3.weight
+    assert torch.equal(w[:4, :12], old) and not w[:4, 12:].any() and w[4:].abs().sum() > 0
+    up = wide.up_0.res_conv.weight  # transposed: (in, out, ...); old outputs do not read new inputs
+    assert torch.equal(up[:8, :4], narrow.up_0.res_conv.weight) and not up[8:, :4].any()
+    wide.train()
+    sum(o.square().mean() for o in wide(x)).backward()
+    assert wide.enc_block_0[0].conv3.weight.grad[:4, 12:].abs().sum() > 0  # the zero block learns
+
+
+def test_widen_refuses_narrower_other_layers_and_layer_norm():
+    net = MedNeXt(tiny())
+    with pytest.raises(ConfigError, match="at least as wide"):
+        widen(MedNeXt(tiny(n_channels=8)), net)
+    with pytest.raises(ConfigError, match="same layers"):
+        widen(net, MedNeXt(tiny(n_channels=8, block_counts=(2,) * 9)))
+    with pytest.raises(ConfigError, match="layer norm"):
+        widen(MedNeXt(tiny(norm_type="layer")), MedNeXt(tiny(n_channels=8, norm_type="layer")))
+    k5 = widen(net, MedNeXt(tiny(n_channels=8, kernel_size=5)))  # kernels resized as UpKern does
+    assert torch.equal(k5.enc_block_0[0].conv1.weight[:4, :, 2, 2, 2], net.enc_block_0[0].conv1.weight[:, :, 1, 1, 1])

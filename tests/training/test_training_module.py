@@ -107,7 +107,7 @@ def test_encoder_parameters_of_both_families():
         encoder_parameters(torch.nn.Conv3d(1, 2, 3))
 
 
-def test_init_from_checkpoint_bundle_and_upkern(tmp_path):
+def test_init_from_checkpoint_bundle_upkern_and_widen(tmp_path):
     from mednet_pvs.inference import PVSModel
 
     k3 = tiny_module()
@@ -128,9 +128,15 @@ def test_init_from_checkpoint_bundle_and_upkern(tmp_path):
     from_bundle.setup("fit")
     assert all(torch.equal(a, b) for a, b in zip(from_bundle.net.state_dict().values(), k3.net.state_dict().values()))
 
-    wide = tiny_module(network_kwargs={**TINY_NET, "n_channels": 4}, init_from=str(ckpt))
+    # a wider MedNeXt (16 base channels from 8) starts as the same function (mednet_pvs.nets.widen)
+    wide = tiny_module(network_kwargs={**TINY_NET, "n_channels": 16}, init_from=str(ckpt))
+    wide.setup("fit")
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(wide.net.eval()(x), k3.net.eval()(x), atol=1e-5)
+    narrow = tiny_module(network_kwargs={**TINY_NET, "n_channels": 4}, init_from=str(ckpt))
     with pytest.raises(InputError, match="k3.ckpt"):
-        wide.setup("fit")
+        narrow.setup("fit")
     with pytest.raises(InputError, match="not found"):
         tiny_module(init_from=str(tmp_path / "missing.ckpt")).setup("fit")
 
