@@ -12,6 +12,9 @@
 #          STEPS=100000  DSEED=300000 (phantom seeds, new per stage)  SPV=48  WORKERS=14  BATCH=8  PATCH=96
 #          NOISE=0.1 PPROC=0.5 PTHICK=0.35 (the data of CPU stage 5: noise above the held-out set's 0.08,
 #          procedural anatomy in half of the samples, thick slices in 35 %)
+#          WIDTH=32 KERNEL=5 (a wider MedNeXt, base channels / depthwise kernel, warm-started from INIT:
+#          mednet_pvs.nets.widen keeps the 16-channel model's function and adds channels, UpKern resizes
+#          the kernels; with RESUME the checkpoint's own widths are needed)
 #          DRY=1 (print the command, run nothing)  ACCEL=gpu (cpu: the local check of tests/test_gpu_kit.py)
 # Afterwards, here: python benchmarks/fit_threshold_synth_any.py --model <folder with model.safetensors + config.json>,
 # then python zoo/build_bundled.py <folder> mednet-pvs-synth-any --patch <tile> --pad replicate --threshold <fitted> --write
@@ -29,11 +32,14 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 ACCEL=${ACCEL:-gpu}
 START=(--model.init_from "${INIT:-mednet_pvs/zoo/bundled/mednet-pvs-synth-any}")
 [ -n "${RESUME:-}" ] && START=(--ckpt_path "$RESUME")
+NET=()
+[ -n "${WIDTH:-}" ] && NET+=(--model.network_kwargs.n_channels "$WIDTH")
+[ -n "${KERNEL:-}" ] && NET+=(--model.network_kwargs.kernel_size "$KERNEL")
 CMD=(python3 -m mednet_pvs.cli.main fit --config synth_any --logger csv --trainer.default_root_dir "$RUN"
   --trainer.accelerator "$ACCEL" --trainer.benchmark true --trainer.max_epochs -1 --trainer.max_steps "${STEPS:-100000}"
   --trainer.limit_train_batches 100000 --trainer.max_time "${MAXTIME:-00:00:08:00}" --trainer.limit_val_batches 0
   --trainer.log_every_n_steps "${LOG_EVERY:-20}" --trainer.callbacks+=mednet_pvs.training.throughput.StepTimes --checkpoint_every_n_steps "${CKPT_EVERY:-150}"
-  "${START[@]}" --model.warmup_steps 100 --data.seed "${DSEED:-300000}"
+  "${START[@]}" ${NET[@]+"${NET[@]}"} --model.warmup_steps 100 --data.seed "${DSEED:-300000}"
   --data.patch_size "${PATCH:-96}" --data.batch_size "${BATCH:-8}" --data.samples_per_volume "${SPV:-48}"
   --data.queue_length $((4 * ${SPV:-48})) --data.num_workers "${WORKERS:-14}" --data.synthetic_train_size 100000
   --data.source.noise "${NOISE:-0.1}" --data.source.p_procedural "${PPROC:-0.5}" --data.source.p_thick "${PTHICK:-0.35}")
