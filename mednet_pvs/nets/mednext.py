@@ -417,6 +417,9 @@ def widen(source: nn.Module | Mapping[str, torch.Tensor], target: MedNeXt) -> Me
     keys_problem = describe_mismatch({k: () for k in tgt}, {k: () for k in src})
     if keys_problem:
         raise ConfigError(f"widening needs two networks with the same layers: {keys_problem}")
+    for k, axis, what in (("stem.weight", 1, "input channels"), ("out_0.conv_out.bias", 0, "classes")):
+        if src[k].shape[axis] != tgt[k].shape[axis]:  # widening them would mislabel channels
+            raise ConfigError(f"widening keeps the {what}: the source has {src[k].shape[axis]}, the target {tgt[k].shape[axis]}")
     new: StateDict = {}
     for k, t in tgt.items():
         s = src[k].to(dtype=t.dtype, device=t.device)

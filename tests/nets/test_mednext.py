@@ -223,6 +223,10 @@ def test_widen_refuses_narrower_other_layers_and_layer_norm():
         widen(MedNeXt(tiny(n_channels=8)), net)
     with pytest.raises(ConfigError, match="same layers"):
         widen(net, MedNeXt(tiny(n_channels=8, block_counts=(2,) * 9)))
+    with pytest.raises(ConfigError, match="keeps the classes"):  # not silently: class 1 of 2 is not class 1 of 3
+        widen(net, MedNeXt(tiny(n_channels=8, n_classes=3)))
+    with pytest.raises(ConfigError, match="keeps the input channels"):
+        widen(net, MedNeXt(tiny(n_channels=8, in_channels=2)))
     with pytest.raises(ConfigError, match="layer norm"):
         widen(MedNeXt(tiny(norm_type="layer")), MedNeXt(tiny(n_channels=8, norm_type="layer")))
     k5 = widen(net, MedNeXt(tiny(n_channels=8, kernel_size=5)))  # kernels resized as UpKern does
