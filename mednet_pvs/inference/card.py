@@ -138,8 +138,9 @@ def model_card(config: BundleConfig, *, load_as: str | None = None) -> str:
     if config.frangi is not None:
         lines.append(f"| Frangi settings | `{json.dumps(config.frangi.to_dict())}` |")
     lines.append("")
-    if meta.get("training_data"):
-        lines += ["## Training data", "", meta["training_data"], ""]
+    if meta.get("training_data"):  # a string; a config's "a: b" may arrive as a mapping (jsonargparse parses it)
+        data = meta["training_data"]
+        lines += ["## Training data", "", data if isinstance(data, str) else json.dumps(data), ""]
     if isinstance(meta.get("training"), dict) and meta["training"]:
         lines += _training_lines(meta["training"])
     lines += _validation_lines(meta)

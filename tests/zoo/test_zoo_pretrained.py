@@ -107,3 +107,6 @@ def test_model_card_without_figures(imported_t2w):
     card = model_card(config, load_as="hf://lab/model")
     assert "No validation figures recorded" in card and "load_pretrained('hf://lab/model')" in card
     assert "Not recorded: ask the model's authors" in card and "-m hf://lab/model" in card
+    # a training config's "phantoms: seed 0" comes back from jsonargparse as a mapping: written, not a crash at export
+    card = model_card(config.replace(meta={"training_data": {"phantoms": "seed 0"}}))
+    assert '## Training data\n\n{"phantoms": "seed 0"}' in card
