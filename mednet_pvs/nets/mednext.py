@@ -369,6 +369,24 @@ def load_mednext_state_dict(state_dict: Mapping[str, torch.Tensor],
     return load_exact(model, sd, "MedNeXt v1 state dict")
 
 
+def _same_layers(source: nn.Module | Mapping[str, torch.Tensor], target: MedNeXt, what: str) -> tuple[StateDict, StateDict]:
+    """(source's, target's) state dicts; refused unless both have the same layer names."""
+    src: StateDict = unwrap_state_dict(source.state_dict() if isinstance(source, nn.Module) else source)
+    tgt = target.state_dict()
+    keys_problem = describe_mismatch({k: () for k in tgt}, {k: () for k in src})
+    if keys_problem:
+        raise ConfigError(f"{what} needs two networks with the same layers: {keys_problem}")
+    return src, tgt
+
+
+def _resize_kernel(s: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``s`` with its spatial size changed to ``shape[2:]`` by trilinear interpolation
+    (``align_corners=False``, as the original ``upkern_load_weights``); unchanged when equal."""
+    if s.ndim != 5 or s.shape[2:] == shape[2:]:
+        return s
+    return F.interpolate(s, size=tuple(shape[2:]), mode="trilinear", align_corners=False)
+
+
 def upkern(source: nn.Module | Mapping[str, torch.Tensor], target: MedNeXt) -> MedNeXt:
     """UpKern: initialise ``target`` (e.g. a k5 MedNeXt) from a trained ``source`` (e.g. k3).
 
@@ -377,18 +395,12 @@ def upkern(source: nn.Module | Mapping[str, torch.Tensor], target: MedNeXt) -> M
     others are copied. ``source`` is a model or a (possibly wrapped) state dict with the same keys
     as ``target``. Returns ``target``.
     """
-    src: StateDict = unwrap_state_dict(source.state_dict() if isinstance(source, nn.Module) else source)
-    tgt = target.state_dict()
-    keys_problem = describe_mismatch({k: () for k in tgt}, {k: () for k in src})
-    if keys_problem:
-        raise ConfigError(f"UpKern needs two networks with the same layers: {keys_problem}")
+    src, tgt = _same_layers(source, target, "UpKern")
     new: StateDict = {}
     for k, t in tgt.items():
         s = src[k].to(dtype=t.dtype, device=t.device)
-        if s.shape == t.shape:
-            new[k] = s
-        elif s.ndim == 5 and s.shape[:2] == t.shape[:2]:
-            new[k] = F.interpolate(s, size=tuple(t.shape[2:]), mode="trilinear", align_corners=False)
+        if s.shape == t.shape or (s.ndim == 5 and s.shape[:2] == t.shape[:2]):
+            new[k] = _resize_kernel(s, t.shape)
         else:
             raise ConfigError(f"UpKern: {k} has shape {tuple(s.shape)} in the source and {tuple(t.shape)} in "
                               "the target; only spatial kernel sizes may differ")
@@ -410,13 +422,9 @@ def widen(source: nn.Module | Mapping[str, torch.Tensor], target: MedNeXt) -> Me
     then no longer identical). Layer norm (over channels) cannot be widened this way: refused.
     Returns ``target``.
     """
-    src: StateDict = unwrap_state_dict(source.state_dict() if isinstance(source, nn.Module) else source)
     if target.config.norm_type != "group":
         raise ConfigError("widening needs MedNeXt's per-channel group norm; layer norm mixes the new channels in")
-    tgt = target.state_dict()
-    keys_problem = describe_mismatch({k: () for k in tgt}, {k: () for k in src})
-    if keys_problem:
-        raise ConfigError(f"widening needs two networks with the same layers: {keys_problem}")
+    src, tgt = _same_layers(source, target, "widening")
     for k, axis, what in (("stem.weight", 1, "input channels"), ("out_0.conv_out.bias", 0, "classes")):
         if src[k].shape[axis] != tgt[k].shape[axis]:  # widening them would mislabel channels
             raise ConfigError(f"widening keeps the {what}: the source has {src[k].shape[axis]}, the target {tgt[k].shape[axis]}")
@@ -426,8 +434,7 @@ def widen(source: nn.Module | Mapping[str, torch.Tensor], target: MedNeXt) -> Me
         if s.ndim != t.ndim or any(a > b for a, b in zip(s.shape[:2], t.shape[:2])):
             raise ConfigError(f"widening: {k} has shape {tuple(s.shape)} in the source and {tuple(t.shape)} in "
                               "the target; the target must be at least as wide in every layer")
-        if s.ndim == 5 and s.shape[2:] != t.shape[2:]:
-            s = F.interpolate(s, size=tuple(t.shape[2:]), mode="trilinear", align_corners=False)
+        s = _resize_kernel(s, s.shape[:2] + t.shape[2:])
         w = t.detach().clone()
         w[tuple(slice(0, n) for n in s.shape)] = s
         module = target.get_submodule(k.rsplit(".", 1)[0]) if s.ndim == 5 else None

@@ -93,10 +93,11 @@ def load_initial_weights(net: nn.Module, source: PathType | dict[str, Any], labe
     except ConfigError as exact:
         if not isinstance(net, MedNeXt):
             raise InputError(what, str(exact)) from None
-        try:  # same layers, other kernel sizes: UpKern
-            return upkern(sd, net)
+        # same channel counts: UpKern (other kernel sizes); else widened (more channels). Choosing
+        # by shape, not by trying one then the other, reports the reason of the one that applies.
+        tgt = net.state_dict()
+        same_width = all(k not in tgt or tuple(v.shape[:2]) == tuple(tgt[k].shape[:2]) for k, v in sd.items())
+        try:
+            return upkern(sd, net) if same_width else widen(sd, net)
         except ConfigError as e:
-            try:  # same layers, more channels (and perhaps other kernel sizes): widened
-                return widen(sd, net)
-            except ConfigError:
-                raise InputError(what, f"cannot initialise {type(net).__name__} from it: {e}") from None
+            raise InputError(what, f"cannot initialise {type(net).__name__} from it: {e}") from None

@@ -135,8 +135,17 @@ def test_init_from_checkpoint_bundle_upkern_and_widen(tmp_path):
     with torch.no_grad():
         assert torch.allclose(wide.net.eval()(x), k3.net.eval()(x), atol=1e-5)
     narrow = tiny_module(network_kwargs={**TINY_NET, "n_channels": 4}, init_from=str(ckpt))
-    with pytest.raises(InputError, match="k3.ckpt"):
+    with pytest.raises(InputError, match="k3.ckpt.*at least as wide"):  # widen's reason, not UpKern's
         narrow.setup("fit")
+    two_inputs = tiny_module(network_kwargs={**TINY_NET, "n_channels": 16, "in_channels": 2}, init_from=str(ckpt))
+    with pytest.raises(InputError, match="widening keeps the input channels"):
+        two_inputs.setup("fit")
+    k5_other_classes = tiny_module(network_kwargs={**TINY_NET, "kernel_size": 5, "n_classes": 3}, init_from=str(ckpt))
+    with pytest.raises(InputError, match="keeps the classes: the source has 2, the target 3"):
+        k5_other_classes.setup("fit")
+    deeper = tiny_module(network_kwargs={**TINY_NET, "kernel_size": 5, "block_counts": [2] * 9}, init_from=str(ckpt))
+    with pytest.raises(InputError, match="UpKern needs two networks with the same layers"):  # same widths
+        deeper.setup("fit")
     with pytest.raises(InputError, match="not found"):
         tiny_module(init_from=str(tmp_path / "missing.ckpt")).setup("fit")
 
