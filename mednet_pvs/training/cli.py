@@ -12,7 +12,8 @@ arguments of :class:`~mednet_pvs.data.PVSDataModule`) and the Lightning
   An explicit ``--trainer.logger`` wins.
 * checkpoints in ``<trainer.default_root_dir>/checkpoints/``: the best by ``val/dice``
   (``best-<epoch>-<step>.ckpt``) and ``last.ckpt`` (every ``--checkpoint_every_n_steps`` optimiser
-  steps, else every epoch, and when ``fit`` stops), so an interrupted run resumes with ``--ckpt_path last``.
+  steps, else every epoch, and when ``fit`` stops), so an interrupted run resumes with ``--ckpt_path last``;
+  a resumed run that trains no step says why in one line (:class:`ResumeCheck`).
 * ``--export.folder`` (default ``<default_root_dir>/model``): the best checkpoint exported as a
   model bundle when ``fit`` ends (:class:`~mednet_pvs.training.export.BundleExport`).
 * ``--data.source.KEY VALUE`` on a synthetic source (``--data.source.noise 0.1``): the value is
@@ -22,12 +23,13 @@ arguments of :class:`~mednet_pvs.data.PVSDataModule`) and the Lightning
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, Timer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from mednet_pvs.errors import ConfigError, InputError
@@ -114,6 +116,38 @@ class LastCheckpoint(ModelCheckpoint):
         super().on_train_end(trainer, pl_module)
         if not self._should_skip_saving_checkpoint(trainer):  # skipped when this step is already saved
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class ResumeCheck(Callback):
+    """One line on stderr when a resumed ``fit`` trains no step, with the reason.
+
+    Lightning stops such a run without a word on why: a checkpoint written when
+    ``--trainer.max_time`` stopped ``fit`` has spent that time and closed its epoch, so the same
+    command with ``--ckpt_path last`` ends at once (it happened to the CPU stage 8 of
+    ``mednet-pvs-synth-any``: "max_epochs=1 reached" at step 785 of 1,400).
+    """
+
+    _resumed_at: int | None = None
+
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        self._resumed_at = int(checkpoint.get("global_step", -1))
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:  # the fit loop skips on_train_* when already done
+        if self._resumed_at is None or trainer.global_step > self._resumed_at or not trainer.is_global_zero:
+            return
+        reasons = []
+        if trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps:
+            reasons.append(f"--trainer.max_steps {trainer.max_steps} was already reached")
+        if trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs:
+            reasons.append(f"--trainer.max_epochs {trainer.max_epochs} was already reached (the save when fit "
+                           "stops closes the epoch): give --trainer.max_epochs -1")
+        for timer in (c for c in trainer.callbacks if isinstance(c, Timer)):
+            if timer.time_remaining("train") is not None and timer.time_remaining("train") <= 0:
+                reasons.append(f"the checkpoint had already spent --trainer.max_time ({timer.time_elapsed('train'):.0f} s "
+                               f"of {timer._duration:.0f} s; the limit counts the time before the save): give a later one")
+        why = "; ".join(reasons) or "the stopping conditions were already met"
+        print(f"mednet-pvs fit: resumed from {trainer.ckpt_path} at step {trainer.global_step} and trained no step: {why}",
+              file=sys.stderr)
 
 
 def checkpoint_callbacks(root: str | Path, every_n_steps: int | None = None) -> list[ModelCheckpoint]:
@@ -241,7 +275,8 @@ class PVSLightningCLI(LightningCLI):
             if precision:
                 kwargs["precision"] = precision
         callbacks = list(trainer_cfg.get("callbacks") or [])
-        kwargs["callbacks"] = [*callbacks, *checkpoint_callbacks(root, cfg["checkpoint_every_n_steps"]), *kwargs.get("callbacks", [])]
+        kwargs["callbacks"] = [*callbacks, *checkpoint_callbacks(root, cfg["checkpoint_every_n_steps"]), ResumeCheck(),
+                               *kwargs.get("callbacks", [])]
         return super().instantiate_trainer(**kwargs)
 
 

@@ -113,6 +113,9 @@ def test_checkpoints_go_to_the_run_folder(tmp_path):
     best = next(cb for cb in cbs if cb.monitor == "val/dice")
     last = next(cb for cb in cbs if cb.monitor is None)
     assert best.mode == "max" and last._every_n_train_steps == 7
+    from mednet_pvs.training.cli import ResumeCheck
+
+    assert sum(isinstance(cb, ResumeCheck) for cb in cli.trainer.callbacks) == 1  # says why a resume trains nothing
 
 
 def test_last_checkpoint_every_epoch_even_when_validation_is_rarer(tmp_path):
@@ -155,3 +158,40 @@ def test_last_checkpoint_is_written_when_fit_stops_between_saves_and_resumes_the
     again.fit(tiny_module(), datamodule=tiny_data(), ckpt_path=str(last))
     assert start.step == 7 and again.global_step == 9
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 9
+
+
+def test_a_resumed_fit_that_trains_no_step_says_why(tmp_path, capsys):
+    """A run stopped by --trainer.max_time and resumed by the same command ends at once (its time
+    is spent and its epoch closed): ResumeCheck names both; a resumed run that trains says nothing."""
+    import time
+
+    import lightning as L
+
+    from mednet_pvs.training.cli import ResumeCheck, checkpoint_callbacks
+
+    class Slow(L.Callback):  # the first step outlasts max_time, so the Timer stops fit after it
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            time.sleep(1.2)
+
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    kw = dict(max_epochs=1, limit_train_batches=100, limit_val_batches=0, enable_checkpointing=True,
+              max_time={"seconds": 1})
+    first = tiny_trainer(tmp_path, **kw, callbacks=[*checkpoint_callbacks(tmp_path), ResumeCheck(), Slow()])
+    first.fit(tiny_module(), datamodule=tiny_data())
+    assert first.global_step == 1 and "trained no step" not in capsys.readouterr().err  # not resumed
+
+    again = tiny_trainer(tmp_path, **kw, callbacks=[*checkpoint_callbacks(tmp_path), ResumeCheck()])
+    again.fit(tiny_module(), datamodule=tiny_data(), ckpt_path=str(last))
+    err = capsys.readouterr().err
+    assert again.global_step == 1
+    assert f"resumed from {last} at step 1 and trained no step" in err
+    assert "--trainer.max_epochs -1" in err and "already spent --trainer.max_time" in err
+
+    more = tiny_trainer(tmp_path, max_epochs=-1, max_steps=3, limit_train_batches=100, limit_val_batches=0,
+                        enable_checkpointing=True, callbacks=[*checkpoint_callbacks(tmp_path), ResumeCheck()])
+    more.fit(tiny_module(), datamodule=tiny_data(), ckpt_path=str(last))
+    assert more.global_step == 3 and "trained no step" not in capsys.readouterr().err
+    done = tiny_trainer(tmp_path, max_epochs=-1, max_steps=3, limit_train_batches=100, limit_val_batches=0,
+                        enable_checkpointing=True, callbacks=[*checkpoint_callbacks(tmp_path), ResumeCheck()])
+    done.fit(tiny_module(), datamodule=tiny_data(), ckpt_path=str(last))
+    assert "--trainer.max_steps 3 was already reached" in capsys.readouterr().err
