@@ -7,13 +7,15 @@ target downsampled to its size (nearest neighbour, nnU-Net's ``DownsampleSegForD
 ``"max"`` keeps a voxel foreground when any voxel it covers is, which keeps thin PVS visible at
 coarse levels). The Dice term is nnU-Net v2's ``MemoryEfficientSoftDiceLoss`` (softmax
 probabilities, background excluded, batch Dice, smoothing 1e-5), here as ``1 - Dice`` so that a
-perfect prediction has loss 0 (the gradients are nnU-Net's).
+perfect prediction has loss 0 (the gradients are nnU-Net's). An optional third term is the Skeleton
+Recall loss of Kirchhoff et al. (ECCV 2024, :class:`SkeletonRecallLoss`) for thin tubular structures.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -85,16 +87,71 @@ class SoftDiceLoss(nn.Module):
         return 1.0 - dice.mean()
 
 
+def tubed_skeleton(target: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """The "tubed skeleton" of Skeleton Recall (Kirchhoff et al., ECCV 2024) of class-index targets.
+
+    ``target`` (B, 1, X, Y, Z) class indices -> the same shape and dtype: each of ``classes`` is
+    skeletonised per sample (``skimage.morphology.skeletonize``, Lee's 3D thinning), the skeleton
+    dilated twice by the 6-neighbour cross and kept inside the class's own voxels (as the authors'
+    ``SkeletonTransform``); every other voxel is 0. For PVS, 1-3 voxels wide, the tube holds most of
+    the PVS (334 of 376 voxels in a 48^3 domain-phantom crop), so the loss weighs every tube by its
+    length rather than its volume. Runs on the CPU (2.5 ms per 48^3 crop); a GPU target is copied.
+    """
+    from scipy import ndimage as ndi
+    from skimage.morphology import skeletonize
+
+    lab = target[:, 0].detach().to("cpu", torch.int64).numpy()
+    out = np.zeros_like(lab)
+    cross = ndi.generate_binary_structure(3, 1)
+    for b in range(lab.shape[0]):
+        for c in classes:
+            mask = lab[b] == c
+            if mask.any():
+                tube = ndi.binary_dilation(skeletonize(mask), cross, iterations=2) & mask
+                out[b][tube] = c
+    return torch.from_numpy(out)[:, None].to(device=target.device, dtype=target.dtype)
+
+
+class SkeletonRecallLoss(nn.Module):
+    """``1 - soft recall`` of a tubed skeleton (:func:`tubed_skeleton`) by the softmax of the logits.
+
+    As the authors' ``SoftSkeletonRecallLoss``: foreground classes only, ``batch_dice`` sums over the
+    batch before the ratio, ``smooth`` 1e-5; the recall of the classes present in ``classes`` is
+    averaged. ``1 -`` (theirs is ``-recall``) keeps a perfect prediction at 0; the gradients are
+    theirs. ``logits`` (B, K, X, Y, Z); ``target`` (B, 1, X, Y, Z) class indices, skeletonised here.
+    """
+
+    def __init__(self, classes: Sequence[int], batch_dice: bool = True, smooth: float = 1e-5) -> None:
+        super().__init__()
+        if not classes or any(int(c) < 1 for c in classes):
+            raise ConfigError(f"skeleton recall needs foreground classes (>= 1), got {list(classes)}")
+        self.classes, self.batch_dice, self.smooth = [int(c) for c in classes], batch_dice, smooth
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        skel = tubed_skeleton(target, self.classes)
+        probs = torch.softmax(logits.float(), 1)[:, self.classes]
+        onehot = torch.cat([(skel == c) for c in self.classes], 1).float()
+        axes = (0, *range(2, probs.ndim)) if self.batch_dice else tuple(range(2, probs.ndim))
+        recall = ((probs * onehot).sum(axes) + self.smooth) / torch.clamp(onehot.sum(axes) + self.smooth, min=1e-8)
+        return 1.0 - recall.mean()
+
+
 class DiceCELoss(nn.Module):
-    """``ce_weight * cross-entropy + dice_weight * (1 - soft Dice)`` (nnU-Net's ``DC_and_CE_loss``).
+    """``ce_weight * cross-entropy + dice_weight * (1 - soft Dice)`` (nnU-Net's ``DC_and_CE_loss``),
+    plus ``skeleton_weight * (1 - skeleton recall)`` of ``skeleton_classes`` when the weight is not 0
+    (:class:`SkeletonRecallLoss`; the authors' ``DC_SkelREC_and_CE_loss`` with ``weight_srec``).
 
     ``logits`` (B, K, X, Y, Z); ``target`` (B, 1, X, Y, Z) class indices (float or int).
     """
 
-    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, batch_dice: bool = True) -> None:
+    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, batch_dice: bool = True,
+                 skeleton_weight: float = 0.0, skeleton_classes: Sequence[int] = (1,)) -> None:
         super().__init__()
-        self.dice_weight, self.ce_weight = dice_weight, ce_weight
+        if skeleton_weight < 0:
+            raise ConfigError(f"the skeleton recall weight must be >= 0, got {skeleton_weight}")
+        self.dice_weight, self.ce_weight, self.skeleton_weight = dice_weight, ce_weight, skeleton_weight
         self.dice = SoftDiceLoss(batch_dice=batch_dice)
+        self.skeleton = SkeletonRecallLoss(skeleton_classes, batch_dice=batch_dice) if skeleton_weight else None
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = logits.new_zeros((), dtype=torch.float32)
@@ -102,6 +159,8 @@ class DiceCELoss(nn.Module):
             loss = loss + self.ce_weight * F.cross_entropy(logits.float(), target[:, 0].long())
         if self.dice_weight:
             loss = loss + self.dice_weight * self.dice(logits, target)
+        if self.skeleton is not None:
+            loss = loss + self.skeleton_weight * self.skeleton(logits, target)
         return loss
 
 

@@ -60,6 +60,9 @@ class PVSSegmenter(L.LightningModule):
         warmup_steps: optimiser steps of linear lr warm-up.
         grad_clip: gradient-norm clipping (``None`` keeps the presets' 12; 0 turns it off).
         dice_weight, ce_weight: weights of the two loss terms.
+        skeleton_recall_weight: weight of a third, Skeleton Recall (Kirchhoff et al., ECCV 2024:
+            soft recall of the PVS's tubed skeleton, :class:`~mednet_pvs.training.losses.SkeletonRecallLoss`;
+            the authors use 1); 0 (default) leaves nnU-Net's Dice + CE.
         target_downsampling: ``"nearest"`` (nnU-Net) or ``"max"`` for deep-supervision targets.
         inference: how the model predicts, in validation and in the exported bundle: the fields of
             :class:`~mednet_pvs.inference.InferenceConfig` (``window: {patch_size, step,
@@ -90,6 +93,7 @@ class PVSSegmenter(L.LightningModule):
         grad_clip: float | None = None,
         dice_weight: float = 1.0,
         ce_weight: float = 1.0,
+        skeleton_recall_weight: float = 0.0,
         target_downsampling: TargetDownsampling = "nearest",
         inference: dict[str, Any] | None = None,
         val_tta: bool = False,
@@ -111,7 +115,9 @@ class PVSSegmenter(L.LightningModule):
         self.optim: OptimConfig = optim_preset(
             optimizer, lr=lr, weight_decay=weight_decay, poly_power=poly_power, warmup_steps=warmup_steps, grad_clip=grad_clip
         )
-        self.loss = DeepSupervisionLoss(DiceCELoss(dice_weight, ce_weight), target_downsampling)
+        pvs = [self._pvs_channel] if self._pvs_channel is not None else list(range(1, len(names)))
+        self.loss = DeepSupervisionLoss(DiceCELoss(dice_weight, ce_weight, skeleton_weight=skeleton_recall_weight,
+                                                   skeleton_classes=pvs), target_downsampling)
         self.inference = InferenceConfig.from_dict(inference or {})  # checked now, not at the first validation
         given = dict(inference or {})
         self._patch_given = "patch_size" in given or "patch_size" in (given.get("window") or {})

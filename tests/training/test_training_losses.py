@@ -1,4 +1,4 @@
-"""Losses: nnU-Net's deep-supervision weights, target downsampling, soft Dice + CE."""
+"""Losses: nnU-Net's deep-supervision weights, target downsampling, soft Dice + CE, Skeleton Recall."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from mednet_pvs.errors import ConfigError
-from mednet_pvs.training.losses import DeepSupervisionLoss, DiceCELoss, SoftDiceLoss, deep_supervision_weights, downsample_target
+from mednet_pvs.training.losses import (DeepSupervisionLoss, DiceCELoss, SkeletonRecallLoss, SoftDiceLoss, deep_supervision_weights,
+                                        downsample_target, tubed_skeleton)
 
 
 def test_deep_supervision_weights_are_nnunets():
@@ -78,3 +79,57 @@ def test_deep_supervision_loss_weights_levels_and_keeps_the_last_in_the_graph():
     assert float(DeepSupervisionLoss()(single, target)) == pytest.approx(float(DiceCELoss()(single, target)), rel=1e-6)
     with pytest.raises(ConfigError):
         DeepSupervisionLoss(target_downsampling="area")  # type: ignore[arg-type]
+
+
+def _tube_target() -> torch.Tensor:
+    """(2, 1, 16, 16, 16): sample 0 holds a 3x3-voxel tube along z (class 2) in a class-1 block;
+    sample 1 holds no class 2."""
+    t = torch.zeros(2, 1, 16, 16, 16)
+    t[:, :, 2:14, 2:14, 2:14] = 1
+    t[0, 0, 6:9, 6:9, 3:13] = 2
+    return t
+
+
+def test_tubed_skeleton_is_the_thinned_class_dilated_inside_it():
+    t = _tube_target()
+    skel = tubed_skeleton(t, [2])
+    assert skel.shape == t.shape and skel.dtype == t.dtype
+    tube = skel[0, 0] == 2
+    assert set(skel.unique().tolist()) == {0.0, 2.0}  # class 1 not skeletonised, nothing outside class 2
+    assert bool((t[0, 0][tube] == 2).all()) and not bool(skel[1].any())
+    assert 0 < int(tube.sum()) <= int((t[0, 0] == 2).sum())  # the skeleton's line, dilated twice, kept inside the tube
+    assert bool(tube[7, 7, 4:12].all())  # the centre line is in it
+    from skimage.morphology import skeletonize
+
+    line = torch.from_numpy(skeletonize((t[0, 0] == 2).numpy())).bool()
+    assert bool(tube[line].all()) and int(line.sum()) < int(tube.sum())  # dilated, not the bare skeleton
+
+
+def test_skeleton_recall_is_the_soft_recall_of_the_tube():
+    torch.manual_seed(2)
+    t = _tube_target()
+    skel = (tubed_skeleton(t, [2]) == 2).float()[:, 0]
+    logits = torch.randn(2, 3, 16, 16, 16)
+    p = torch.softmax(logits, 1)[:, 2]
+    expected = 1 - ((p * skel).sum() + 1e-5) / (skel.sum() + 1e-5)  # the authors' batch recall, as 1 - recall
+    assert SkeletonRecallLoss([2])(logits, t) == pytest.approx(float(expected), rel=1e-5)
+    perfect = torch.where(t == 2, 30.0, -30.0).repeat(1, 3, 1, 1, 1) * torch.tensor([-1.0, -1.0, 1.0]).view(1, 3, 1, 1, 1)
+    assert SkeletonRecallLoss([2])(perfect, t) == pytest.approx(0.0, abs=1e-4)
+    assert SkeletonRecallLoss([2])(-perfect, t) == pytest.approx(1.0, abs=1e-4)
+    everywhere = torch.zeros(2, 3, 16, 16, 16)
+    everywhere[:, 2] = 30.0
+    assert SkeletonRecallLoss([2])(everywhere, t) == pytest.approx(0.0, abs=1e-4)  # recall only: no penalty for extra
+    with pytest.raises(ConfigError, match="foreground classes"):
+        SkeletonRecallLoss([0])
+
+
+def test_dice_ce_adds_the_weighted_skeleton_recall():
+    torch.manual_seed(3)
+    t, logits = _tube_target(), torch.randn(2, 3, 16, 16, 16, requires_grad=True)
+    base = float(DiceCELoss()(logits, t))
+    srec = float(SkeletonRecallLoss([2])(logits, t))
+    assert float(DiceCELoss(skeleton_weight=0.5, skeleton_classes=[2])(logits, t)) == pytest.approx(base + 0.5 * srec, rel=1e-6)
+    DiceCELoss(skeleton_weight=1.0, skeleton_classes=[2])(logits, t).backward()
+    assert logits.grad is not None and bool(logits.grad.abs().sum() > 0)
+    with pytest.raises(ConfigError, match=">= 0"):
+        DiceCELoss(skeleton_weight=-1.0)

@@ -246,3 +246,23 @@ def test_any_contrast_training_on_domain_phantoms_logs_brain_dice(tmp_path):
     assert set(torch.unique(label).tolist()) == {0, 1, 2}
     assert data.queue.sampler.boundary_fraction == 0.25 and data.config()["boundary_fraction"] == 0.25
     assert 0.0 <= float(trainer.callback_metrics["val/brain_dice"]) <= 1.0 and "val/dice" in trainer.callback_metrics
+
+
+def test_skeleton_recall_weight_scores_the_pvs_class(tmp_path):
+    """--model.skeleton_recall_weight adds Skeleton Recall on the PVS channel (2 of background/brain/PVS)."""
+    from mednet_pvs.training.cli import run_cli
+
+    assert tiny_module().loss.loss.skeleton is None  # off by default: nnU-Net's Dice + CE
+    two = tiny_module(skeleton_recall_weight=1.0)
+    assert two.loss.loss.skeleton.classes == [1] and two.loss.loss.skeleton_weight == 1.0
+    cli = run_cli(["--config", "synth_any", "--logger", "none", "--trainer.default_root_dir", str(tmp_path),
+                   "--model.skeleton_recall_weight", "0.5", "--model.network_kwargs.n_channels", "4"], run=False)
+    assert cli.model.loss.loss.skeleton.classes == [2] and cli.model.loss.loss.skeleton_weight == 0.5
+    torch.manual_seed(0)
+    target = torch.zeros(1, 1, 32, 32, 32)
+    target[0, 0, 4:28, 4:28, 4:28] = 1
+    target[0, 0, 10:12, 10:12, 6:26] = 2
+    outputs = cli.model.net(torch.randn(1, 1, 32, 32, 32))
+    with_srec = cli.model.loss(outputs, target)
+    cli.model.loss.loss.skeleton_weight = 0.0
+    assert float(with_srec) > float(cli.model.loss(outputs, target)) + 0.1  # a random net recalls little of the tube
