@@ -15,6 +15,8 @@
 #          WIDTH=32 KERNEL=5 (a wider MedNeXt, base channels / depthwise kernel, warm-started from INIT:
 #          mednet_pvs.nets.widen keeps the 16-channel model's function and adds channels, UpKern resizes
 #          the kernels; with RESUME the checkpoint's own widths are needed)
+#          SREC=1 (Skeleton Recall loss of that weight, its skeletons made in the 14 loader workers:
+#          --data.skeleton_classes [2]; in the trainer they would cost 2.6 GPU steps, benchmarks/bench_skeleton.py)
 #          DRY=1 (print the command, run nothing)  ACCEL=gpu (cpu: the local check of tests/test_gpu_kit.py)
 # Afterwards, here: python benchmarks/fit_threshold_synth_any.py --model <folder with model.safetensors + config.json>,
 # then python zoo/build_bundled.py <folder> mednet-pvs-synth-any --patch <tile> --pad replicate --threshold <fitted> --write
@@ -35,6 +37,7 @@ START=(--model.init_from "${INIT:-mednet_pvs/zoo/bundled/mednet-pvs-synth-any}")
 NET=()
 [ -n "${WIDTH:-}" ] && NET+=(--model.network_kwargs.n_channels "$WIDTH")
 [ -n "${KERNEL:-}" ] && NET+=(--model.network_kwargs.kernel_size "$KERNEL")
+[ -n "${SREC:-}" ] && NET+=(--model.skeleton_recall_weight "$SREC" --data.skeleton_classes "[2]")
 CMD=(python3 -m mednet_pvs.cli.main fit --config synth_any --logger csv --trainer.default_root_dir "$RUN"
   --trainer.accelerator "$ACCEL" --trainer.benchmark true --trainer.max_epochs -1 --trainer.max_steps "${STEPS:-100000}"
   --trainer.limit_train_batches 100000 --trainer.max_time "${MAXTIME:-00:00:08:00}" --trainer.limit_val_batches 0

@@ -64,6 +64,8 @@ from mednet_pvs.data.sampling import (
     make_queue,
     patch_loader,
 )
+from mednet_pvs.data.skeleton import TubedSkeleton
+from mednet_pvs.data.skeleton import skeleton_classes as checked_skeleton_classes
 from mednet_pvs.data.splits import Split, make_split, save_split
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.io import PathType, write_json
@@ -135,6 +137,11 @@ class PVSDataModule(L.LightningDataModule):
             ``default_root_dir`` when attached to one; nothing is written without either).
         synthetic_train_size: phantoms per training epoch (all ranks together).
         synthetic_val_size: validation phantoms.
+        skeleton_classes: classes whose tubed skeleton (Skeleton Recall's target) the loader
+            workers add to every training patch as ``"skeleton"``, once per augmented volume
+            (:class:`~mednet_pvs.data.skeleton.TubedSkeleton`): for GPU training with
+            ``--model.skeleton_recall_weight``, whose classes they must be (the PVS class: 2 with
+            labels background/brain/PVS, else 1). ``None``: the loss makes them itself.
     """
 
     def __init__(
@@ -161,6 +168,7 @@ class PVSDataModule(L.LightningDataModule):
         run_dir: PathType | None = None,
         synthetic_train_size: int = 64,
         synthetic_val_size: int = 4,
+        skeleton_classes: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -178,6 +186,7 @@ class PVSDataModule(L.LightningDataModule):
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.synthetic_train_size, self.synthetic_val_size = synthetic_train_size, synthetic_val_size
         self.synthetic = _is_synthetic(source)
+        self.skeleton_classes = None if skeleton_classes is None else checked_skeleton_classes(skeleton_classes)
         self.report: Report | None = None
         self.split: Split | None = None
         self.train_cases: list[Case] = []
@@ -235,6 +244,7 @@ class PVSDataModule(L.LightningDataModule):
             "split": str(self.split_spec) if not isinstance(self.split_spec, Split) else self.split_spec.method,
             "fold": self.fold,
             "seed": self.seed,
+            "skeleton_classes": self.skeleton_classes,
         }
 
     # --------------------------------------------------------------------------------- setup
@@ -267,7 +277,10 @@ class PVSDataModule(L.LightningDataModule):
         if self.queue is not None:
             return
         world, rank = self._world()
-        train_tf = tio.Compose([build_training_transform(self.preprocessing, self.augmentation, self.patch_size), RemoveImages(["brainmask"])])
+        train_steps = [build_training_transform(self.preprocessing, self.augmentation, self.patch_size), RemoveImages(["brainmask"])]
+        if self.skeleton_classes is not None:
+            train_steps.append(TubedSkeleton(self.skeleton_classes))
+        train_tf = tio.Compose(train_steps)
         val_tf = build_preprocessing(self.preprocessing)
         if self.synthetic:
             cfg = self._phantom_config()

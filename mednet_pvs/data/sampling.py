@@ -56,7 +56,7 @@ from mednet_pvs.errors import ConfigError
 #: nnU-Net's ``oversample_foreground_percent``.
 FOREGROUND_FRACTION = 0.33
 #: Keys of a batch that hold tensors to stack; the rest are listed.
-TENSOR_KEYS = ("image", "label", "brainmask")
+TENSOR_KEYS = ("image", "label", "brainmask", "skeleton")
 
 
 def label_sampler(patch_size: int | Sequence[int], foreground_fraction: float = FOREGROUND_FRACTION, label: str = "label") -> tio.LabelSampler:
@@ -344,7 +344,8 @@ def collate_subjects(subjects: list[tio.Subject]) -> dict[str, Any]:
     """Stack subjects (or patches) into a batch.
 
     Returns:
-        ``"image"`` float32 (B, C, X, Y, Z); ``"label"`` and ``"brainmask"`` float32 (B, 1, X, Y, Z)
+        ``"image"`` float32 (B, C, X, Y, Z); ``"label"``, ``"brainmask"`` and ``"skeleton"`` (the
+        tubed skeleton of :class:`~mednet_pvs.data.skeleton.TubedSkeleton`) float32 (B, 1, X, Y, Z)
         when present; ``"affine"`` float64 (B, 4, 4) of the image; ``"location"`` int64 (B, 6)
         for patches (voxel start and end in the preprocessed volume); ``"input_shape"`` (B, 3)
         and ``"input_affine"`` (B, 4, 4) when recorded; every other key as a list (``"subject"``,

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mednet_pvs.data.skeleton import skeleton_classes, tubed_skeleton_array
 from mednet_pvs.errors import ConfigError
 
 Logits = torch.Tensor | Sequence[torch.Tensor]
@@ -88,30 +89,16 @@ class SoftDiceLoss(nn.Module):
 
 
 def tubed_skeleton(target: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-    """The "tubed skeleton" of Skeleton Recall (Kirchhoff et al., ECCV 2024) of class-index targets.
+    """The tubed skeleton (:func:`~mednet_pvs.data.skeleton.tubed_skeleton_array`) of each sample of
+    class-index targets (B, 1, X, Y, Z) -> the same shape, dtype and device.
 
-    ``target`` (B, 1, X, Y, Z) class indices -> the same shape and dtype: each of ``classes`` is
-    skeletonised per sample (``skimage.morphology.skeletonize``, Lee's 3D thinning), the skeleton
-    dilated twice by the 6-neighbour cross and kept inside the class's own voxels (as the authors'
-    ``SkeletonTransform``); every other voxel is 0. For PVS, 1-3 voxels wide, the tube holds most of
-    the PVS (334 of 376 voxels in a 48^3 domain-phantom crop), so the loss weighs every tube by its
-    length rather than its volume. Runs on the CPU in the training process (a GPU target is
-    copied): measured over all four deep-supervision levels, 8 ms per batch of 2 x 48^3 (under 1 %
-    of a CPU step of the ``synth_any`` net) but 0.3 s per batch of 8 x 96^3, more than the 0.13 s
-    of an H200 step; for GPU training it belongs in the data workers, as the authors compute it.
+    Runs on the CPU in the training process (a GPU target is copied): 8 ms per batch of 2 x 48^3
+    over all four deep-supervision levels (under 1 % of a CPU step of the ``synth_any`` net), but
+    0.3 s per batch of 8 x 96^3, more than the 0.13 s of an H200 step; there, compute it in the data
+    workers instead (``--data.skeleton_classes``, :class:`~mednet_pvs.data.skeleton.TubedSkeleton`).
     """
-    from scipy import ndimage as ndi
-    from skimage.morphology import skeletonize
-
     lab = target[:, 0].detach().to("cpu", torch.int64).numpy()
-    out = np.zeros_like(lab)
-    cross = ndi.generate_binary_structure(3, 1)
-    for b in range(lab.shape[0]):
-        for c in classes:
-            mask = lab[b] == c
-            if mask.any():
-                tube = ndi.binary_dilation(skeletonize(mask), cross, iterations=2) & mask
-                out[b][tube] = c
+    out = np.stack([tubed_skeleton_array(lab[b], classes) for b in range(lab.shape[0])])
     return torch.from_numpy(out)[:, None].to(device=target.device, dtype=target.dtype)
 
 
@@ -121,17 +108,16 @@ class SkeletonRecallLoss(nn.Module):
     As the authors' ``SoftSkeletonRecallLoss``: foreground classes only, ``batch_dice`` sums over the
     batch before the ratio, ``smooth`` 1e-5; the recall of the classes present in ``classes`` is
     averaged. ``1 -`` (theirs is ``-recall``) keeps a perfect prediction at 0; the gradients are
-    theirs. ``logits`` (B, K, X, Y, Z); ``target`` (B, 1, X, Y, Z) class indices, skeletonised here.
+    theirs. ``logits`` (B, K, X, Y, Z); ``target`` (B, 1, X, Y, Z) class indices, skeletonised here
+    unless ``skeleton`` (the same shape) is given, already made by the data workers.
     """
 
     def __init__(self, classes: Sequence[int], batch_dice: bool = True, smooth: float = 1e-5) -> None:
         super().__init__()
-        if not classes or any(int(c) < 1 for c in classes):
-            raise ConfigError(f"skeleton recall needs foreground classes (>= 1), got {list(classes)}")
-        self.classes, self.batch_dice, self.smooth = [int(c) for c in classes], batch_dice, smooth
+        self.classes, self.batch_dice, self.smooth = skeleton_classes(classes), batch_dice, smooth
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        skel = tubed_skeleton(target, self.classes)
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, skeleton: torch.Tensor | None = None) -> torch.Tensor:
+        skel = tubed_skeleton(target, self.classes) if skeleton is None else skeleton
         probs = torch.softmax(logits.float(), 1)[:, self.classes]
         onehot = torch.cat([(skel == c) for c in self.classes], 1).float()
         axes = (0, *range(2, probs.ndim)) if self.batch_dice else tuple(range(2, probs.ndim))
@@ -144,7 +130,8 @@ class DiceCELoss(nn.Module):
     plus ``skeleton_weight * (1 - skeleton recall)`` of ``skeleton_classes`` when the weight is not 0
     (:class:`SkeletonRecallLoss`; the authors' ``DC_SkelREC_and_CE_loss`` with ``weight_srec``).
 
-    ``logits`` (B, K, X, Y, Z); ``target`` (B, 1, X, Y, Z) class indices (float or int).
+    ``logits`` (B, K, X, Y, Z); ``target`` (B, 1, X, Y, Z) class indices (float or int); ``skeleton``
+    the tubed skeleton of ``target`` when the data workers made it (else made here when needed).
     """
 
     def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, batch_dice: bool = True,
@@ -156,14 +143,14 @@ class DiceCELoss(nn.Module):
         self.dice = SoftDiceLoss(batch_dice=batch_dice)
         self.skeleton = SkeletonRecallLoss(skeleton_classes, batch_dice=batch_dice) if skeleton_weight else None
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, skeleton: torch.Tensor | None = None) -> torch.Tensor:
         loss = logits.new_zeros((), dtype=torch.float32)
         if self.ce_weight:
             loss = loss + self.ce_weight * F.cross_entropy(logits.float(), target[:, 0].long())
         if self.dice_weight:
             loss = loss + self.dice_weight * self.dice(logits, target)
         if self.skeleton is not None:
-            loss = loss + self.skeleton_weight * self.skeleton(logits, target)
+            loss = loss + self.skeleton_weight * self.skeleton(logits, target, skeleton)
         return loss
 
 
@@ -174,6 +161,9 @@ class DeepSupervisionLoss(nn.Module):
     (B, 1, X, Y, Z) at full resolution, downsampled per level (``target_downsampling``). Outputs
     of weight 0 are not scored, but stay in the graph (``0 * sum``) so that DDP sees a gradient
     for every parameter (nnU-Net v2 uses a weight of 1e-6 under DDP for the same reason).
+    ``skeleton`` (the data workers' tubed skeleton of ``target``, the same shape) is downsampled per
+    level the same way, as the authors of Skeleton Recall do; without it the loss skeletonises each
+    level's own downsampled target.
     """
 
     def __init__(self, loss: nn.Module | None = None, target_downsampling: TargetDownsampling = "nearest") -> None:
@@ -183,12 +173,16 @@ class DeepSupervisionLoss(nn.Module):
         self.loss = loss if loss is not None else DiceCELoss()
         self.target_downsampling = target_downsampling
 
-    def forward(self, outputs: Logits, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, outputs: Logits, target: torch.Tensor, skeleton: torch.Tensor | None = None) -> torch.Tensor:
         outs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
         total = outs[0].new_zeros((), dtype=torch.float32)
         for w, out in zip(deep_supervision_weights(len(outs)), outs):
             if w == 0.0:
                 total = total + 0.0 * out.sum()
                 continue
-            total = total + w * self.loss(out, downsample_target(target, out.shape[2:], self.target_downsampling))
+            size, mode = out.shape[2:], self.target_downsampling
+            if skeleton is None:
+                total = total + w * self.loss(out, downsample_target(target, size, mode))
+            else:
+                total = total + w * self.loss(out, downsample_target(target, size, mode), downsample_target(skeleton, size, mode))
         return total

@@ -62,7 +62,9 @@ class PVSSegmenter(L.LightningModule):
         dice_weight, ce_weight: weights of the two loss terms.
         skeleton_recall_weight: weight of a third, Skeleton Recall (Kirchhoff et al., ECCV 2024:
             soft recall of the PVS's tubed skeleton, :class:`~mednet_pvs.training.losses.SkeletonRecallLoss`;
-            the authors use 1); 0 (default) leaves nnU-Net's Dice + CE.
+            the authors use 1); 0 (default) leaves nnU-Net's Dice + CE. The loss skeletonises each
+            batch itself unless the data workers add the skeletons (``data.skeleton_classes``, the
+            same classes; for GPU training, where doing it here costs more than the step).
         target_downsampling: ``"nearest"`` (nnU-Net) or ``"max"`` for deep-supervision targets.
         inference: how the model predicts, in validation and in the exported bundle: the fields of
             :class:`~mednet_pvs.inference.InferenceConfig` (``window: {patch_size, step,
@@ -116,6 +118,7 @@ class PVSSegmenter(L.LightningModule):
             optimizer, lr=lr, weight_decay=weight_decay, poly_power=poly_power, warmup_steps=warmup_steps, grad_clip=grad_clip
         )
         pvs = [self._pvs_channel] if self._pvs_channel is not None else list(range(1, len(names)))
+        self._skeleton_classes = pvs if skeleton_recall_weight else None
         self.loss = DeepSupervisionLoss(DiceCELoss(dice_weight, ce_weight, skeleton_weight=skeleton_recall_weight,
                                                    skeleton_classes=pvs), target_downsampling)
         self.inference = InferenceConfig.from_dict(inference or {})  # checked now, not at the first validation
@@ -144,6 +147,13 @@ class PVSSegmenter(L.LightningModule):
             if any(s % d for s, d in zip(_triple(patch), div)):
                 raise ConfigError(f"patch size {_triple(patch)} must be a multiple of {tuple(div)} per axis for network "
                                   f"{self.hparams.network!r}")
+        dm_skeleton = getattr(getattr(self._trainer, "datamodule", None), "skeleton_classes", None)
+        if dm_skeleton is not None and self._skeleton_classes is None:
+            raise ConfigError(f"the data adds skeletons of classes {list(dm_skeleton)} (data.skeleton_classes) but no loss "
+                              "uses them: set model.skeleton_recall_weight, or drop data.skeleton_classes")
+        if dm_skeleton is not None and sorted(dm_skeleton) != sorted(self._skeleton_classes or []):
+            raise ConfigError(f"data.skeleton_classes {list(dm_skeleton)} differ from the classes the Skeleton Recall loss "
+                              f"scores, {self._skeleton_classes} (the PVS channel of the labels {self.labels})")
         if self.hparams.freeze_encoder_epochs and self._trainer is not None:
             ddp = getattr(self.trainer.strategy, "_ddp_kwargs", None)
             if ddp is not None and self.trainer.world_size > 1 and not ddp.get("find_unused_parameters"):
@@ -184,7 +194,7 @@ class PVSSegmenter(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         image, label = batch["image"], batch["label"]
-        loss = self.loss(self.net(image), label)
+        loss = self.loss(self.net(image), label, batch.get("skeleton") if self._skeleton_classes else None)
         bs = image.shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=bs)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=bs)

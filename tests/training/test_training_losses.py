@@ -133,3 +133,26 @@ def test_dice_ce_adds_the_weighted_skeleton_recall():
     assert logits.grad is not None and bool(logits.grad.abs().sum() > 0)
     with pytest.raises(ConfigError, match=">= 0"):
         DiceCELoss(skeleton_weight=-1.0)
+
+
+def test_a_skeleton_from_the_data_workers_replaces_the_losss_own():
+    """Given ``skeleton``, the loss scores it (not its own); deep supervision downsamples it per level."""
+    torch.manual_seed(4)
+    t, logits = _tube_target(), torch.randn(2, 3, 16, 16, 16)
+    own = tubed_skeleton(t, [2])
+    srec = SkeletonRecallLoss([2])
+    assert float(srec(logits, t, own)) == pytest.approx(float(srec(logits, t)), rel=1e-6)
+    half = own.clone()
+    half[..., 8:] = 0  # a different skeleton: only the tube's first half
+    p, mask = torch.softmax(logits, 1)[:, 2], (half == 2).float()[:, 0]
+    expected = 1 - ((p * mask).sum() + 1e-5) / (mask.sum() + 1e-5)
+    assert float(srec(logits, t, half)) == pytest.approx(float(expected), rel=1e-5)
+    loss = DiceCELoss(skeleton_weight=1.0, skeleton_classes=[2])
+    assert float(loss(logits, t, half)) == pytest.approx(float(DiceCELoss()(logits, t)) + float(expected), rel=1e-5)
+    outs = [torch.randn(2, 3, s, s, s) for s in (16, 8, 4)]
+    ds = DeepSupervisionLoss(loss, "max")(outs, t, half)
+    w = deep_supervision_weights(3)
+    by_level = sum(w[i] * loss(o, downsample_target(t, o.shape[2:], "max"), downsample_target(half, o.shape[2:], "max"))
+                   for i, o in enumerate(outs[:2]))
+    assert float(ds) == pytest.approx(float(by_level), rel=1e-6)
+    assert float(ds) != pytest.approx(float(DeepSupervisionLoss(loss, "max")(outs, t)), rel=1e-3)  # not its own skeleton

@@ -266,3 +266,24 @@ def test_skeleton_recall_weight_scores_the_pvs_class(tmp_path):
     with_srec = cli.model.loss(outputs, target)
     cli.model.loss.loss.skeleton_weight = 0.0
     assert float(with_srec) > float(cli.model.loss(outputs, target)) + 0.1  # a random net recalls little of the tube
+
+
+def test_skeletons_from_the_data_workers_reach_the_loss_and_must_match_its_classes(tmp_path):
+    """--data.skeleton_classes: the batch's skeleton is the one the loss scores; a mismatch fails before training."""
+    from mednet_pvs.training.cli import run_cli
+
+    seen: list[torch.Tensor | None] = []
+    module = tiny_module(skeleton_recall_weight=1.0)
+    forward = module.loss.forward
+    module.loss.forward = lambda outputs, target, skeleton=None: seen.append(skeleton) or forward(outputs, target, skeleton)
+    tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(module, tiny_data(skeleton_classes=[1], foreground_fraction=1.0))
+    assert len(seen) == 2 and all(s is not None and s.shape == (2, 1, 32, 32, 32) for s in seen)
+    assert sum(float(s.sum()) for s in seen) > 0
+    with pytest.raises(ConfigError, match="no loss uses them"):
+        tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(tiny_module(), tiny_data(skeleton_classes=[1]))
+    cli = run_cli(["--config", "synth_any", "--logger", "none", "--trainer.default_root_dir", str(tmp_path / "cli"),
+                   "--model.skeleton_recall_weight", "1", "--data.skeleton_classes", "[1]", "--model.network_kwargs.n_channels", "4",
+                   "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0"], run=False)
+    assert cli.datamodule.skeleton_classes == [1]
+    with pytest.raises(ConfigError, match=r"data.skeleton_classes \[1\] differ .* \[2\]"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
