@@ -35,7 +35,7 @@ def best_threshold(mean: np.ndarray, thresholds: tuple[float, ...] = THRESHOLDS)
     value (the true optimum may lie beyond it: session 13's first fit stopped at the old top, 0.5)."""
     i = int(np.nanargmax(mean))
     edge = "lower" if i == 0 else "upper" if i == len(thresholds) - 1 else ""
-    warn = f"warning: the best threshold is the grid's {edge} end; widen THRESHOLDS and fit again" if edge else ""
+    warn = f"warning: the best threshold is the grid's {edge} end; widen --thresholds and fit again" if edge else ""
     return thresholds[i], warn
 
 
@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="mednet-pvs-synth-any")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS),
+                    help="the grid of PVS probability thresholds, ascending (default %(default)s; widen it when the best is at an end)")
     ap.add_argument("--brain", action="store_true", help="also score the brain mask on each whole-head group's own fit case")
     args = ap.parse_args(argv)
     import torch
@@ -89,13 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     from mednet_pvs.analysis.metrics import voxel_metrics
     from mednet_pvs.synth.heldout import fit_case, heldout_groups, make_heldout_case
 
+    grid = tuple(args.thresholds)
+    if list(grid) != sorted(set(grid)) or not all(0 < t < 1 for t in grid):
+        raise SystemExit(f"error: --thresholds must be distinct, ascending and inside (0, 1), got {list(grid)}")
     torch.set_num_threads(args.threads)
     model = load_pretrained(args.model, device="cpu")
     w = model.inference.window  # say what the fit ran with: session 14's fit ran the run export's 8-fold mirroring unnoticed
     lines = [f"PVS threshold fit of {args.model} on the held-out fit cases (procedural anatomy, tile step 1.0)",
              f"tile {'x'.join(map(str, w.patch_size))}, test-time mirroring {list(w.mirror_axes) or 'none'}, padding {w.pad_mode}, "
              f"back to the input grid {model.inference.output_resampling}",
-             "group                      seed     PVS voxels  " + " ".join(f"{t:>5}" for t in THRESHOLDS) + "   s"]
+             "group                      seed     PVS voxels  " + " ".join(f"{t:>5}" for t in grid) + "   s"]
     table = []
     stripped_brain: dict[str, tuple[float, str | None]] = {}  # --brain: the skull-stripped fit cases' brain-mask Dice, what auto took them for
     done: dict[str, tuple[int, list[float]]] = {}  # the whole-head groups share the stripped group's fit case: made and predicted once
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             truth = ph.label > 0
             pred = model.predict((ph.image, ph.affine), step=1.0)
             probs = pred.probabilities
-            done[repr(case)] = int(truth.sum()), [voxel_metrics(probs > t, truth)["dice"] for t in THRESHOLDS]
+            done[repr(case)] = int(truth.sum()), [voxel_metrics(probs > t, truth)["dice"] for t in grid]
             if args.brain and not g.legacy and pred.brainmask is not None:
                 stripped_brain[g.name.replace(" head", " stripped")] = (voxel_metrics(pred.brainmask > 0, ph.brainmask > 0)["dice"],
                                                                          taken_for(pred))
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                      + f" {time.perf_counter() - t0:4.0f}")
         print(lines[-1], flush=True)
     mean = np.nanmean(np.asarray(table), axis=0)
-    best, warn = best_threshold(mean)
+    best, warn = best_threshold(mean, grid)
     tail = ["mean over groups           " + " " * 20 + " ".join(f"{v:5.3f}" for v in mean), f"best threshold: {best}",
             *([warn] if warn else []),
             *(brain_fit(model, stripped_brain) if args.brain else []),

@@ -182,6 +182,13 @@ def test_threshold_fit_scores_the_brain_on_whole_head_fit_cases_with_brain(monke
     assert f"over {n_stripped} skull-stripped fit cases: 0.800; over all {len(heads) + n_stripped}: 0.800" in text
     assert "T2w thick stripped" in text.split("brain-mask Dice on the fit cases")[1]
     assert text.count("taken for: skull-stripped") == n_stripped + len(heads)  # what brain_mask auto took each input for
+    # --thresholds: the grid the table, the mean and the best threshold use; a bad grid is one line
+    assert mod.main(["--out", str(out), "--thresholds", "0.5", "0.9"]) == 0
+    text = out.read_text()
+    assert text.splitlines()[2].split()[4:6] == ["0.5", "0.9"] and "best threshold: 0.5" in text
+    assert "lower end; widen --thresholds" in text
+    with pytest.raises(SystemExit, match="ascending"):
+        mod.main(["--out", str(out), "--thresholds", "0.9", "0.5"])
 
 
 class _Net:
