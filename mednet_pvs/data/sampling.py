@@ -51,12 +51,13 @@ import torchio as tio
 from torch.utils.data import Dataset, DistributedSampler
 from torchio.data.sampler.sampler import RandomSampler
 
+from mednet_pvs.data.skeleton import SKELETON_KEY
 from mednet_pvs.errors import ConfigError
 
 #: nnU-Net's ``oversample_foreground_percent``.
 FOREGROUND_FRACTION = 0.33
 #: Keys of a batch that hold tensors to stack; the rest are listed.
-TENSOR_KEYS = ("image", "label", "brainmask", "skeleton")
+TENSOR_KEYS = ("image", "label", "brainmask", SKELETON_KEY)
 
 
 def label_sampler(patch_size: int | Sequence[int], foreground_fraction: float = FOREGROUND_FRACTION, label: str = "label") -> tio.LabelSampler:

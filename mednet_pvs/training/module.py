@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mednet_pvs.data.skeleton import SKELETON_KEY
 from mednet_pvs.errors import ConfigError
 from mednet_pvs.inference.settings import InferenceConfig
 from mednet_pvs.inference.sliding_window import SlidingWindowConfig, sliding_window_predict
@@ -118,7 +119,6 @@ class PVSSegmenter(L.LightningModule):
             optimizer, lr=lr, weight_decay=weight_decay, poly_power=poly_power, warmup_steps=warmup_steps, grad_clip=grad_clip
         )
         pvs = [self._pvs_channel] if self._pvs_channel is not None else list(range(1, len(names)))
-        self._skeleton_classes = pvs if skeleton_recall_weight else None
         self.loss = DeepSupervisionLoss(DiceCELoss(dice_weight, ce_weight, skeleton_weight=skeleton_recall_weight,
                                                    skeleton_classes=pvs), target_downsampling)
         self.inference = InferenceConfig.from_dict(inference or {})  # checked now, not at the first validation
@@ -148,12 +148,14 @@ class PVSSegmenter(L.LightningModule):
                 raise ConfigError(f"patch size {_triple(patch)} must be a multiple of {tuple(div)} per axis for network "
                                   f"{self.hparams.network!r}")
         dm_skeleton = getattr(getattr(self._trainer, "datamodule", None), "skeleton_classes", None)
-        if dm_skeleton is not None and self._skeleton_classes is None:
-            raise ConfigError(f"the data adds skeletons of classes {list(dm_skeleton)} (data.skeleton_classes) but no loss "
-                              "uses them: set model.skeleton_recall_weight, or drop data.skeleton_classes")
-        if dm_skeleton is not None and sorted(dm_skeleton) != sorted(self._skeleton_classes or []):
-            raise ConfigError(f"data.skeleton_classes {list(dm_skeleton)} differ from the classes the Skeleton Recall loss "
-                              f"scores, {self._skeleton_classes} (the PVS channel of the labels {self.labels})")
+        if dm_skeleton is not None:
+            srec = self.loss.loss.skeleton  # the Skeleton Recall term, None at weight 0
+            if srec is None:
+                raise ConfigError(f"the data adds skeletons of classes {list(dm_skeleton)} (data.skeleton_classes) but no loss "
+                                  "uses them: set model.skeleton_recall_weight, or drop data.skeleton_classes")
+            if sorted(dm_skeleton) != sorted(srec.classes):
+                raise ConfigError(f"data.skeleton_classes {list(dm_skeleton)} differ from the classes the Skeleton Recall loss "
+                                  f"scores, {srec.classes} (the PVS channel of the labels {self.labels})")
         if self.hparams.freeze_encoder_epochs and self._trainer is not None:
             ddp = getattr(self.trainer.strategy, "_ddp_kwargs", None)
             if ddp is not None and self.trainer.world_size > 1 and not ddp.get("find_unused_parameters"):
@@ -194,7 +196,7 @@ class PVSSegmenter(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         image, label = batch["image"], batch["label"]
-        loss = self.loss(self.net(image), label, batch.get("skeleton") if self._skeleton_classes else None)
+        loss = self.loss(self.net(image), label, batch.get(SKELETON_KEY))  # the data workers' skeletons, when they make them
         bs = image.shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=bs)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=bs)
