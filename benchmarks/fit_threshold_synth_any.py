@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/fit_threshold_synth_any.py [--model mednet-pvs-synth-any] [--threads 2]
 
 Each group's ``fit_case`` (a seed block of its own, never scored by ``bench_synth_any.py``; the
-whole-head groups share the skull-stripped group's case) is made on the procedural anatomy,
+whole-head groups share the skull-stripped group's case, or with ``--head-cases`` each has its own,
+as ``--brain`` makes: 26 distinct cases instead of 14) is made on the procedural anatomy,
 predicted once (tile step 1.0, as the benchmark), and its PVS probability map thresholded at each
 candidate; the threshold with the best mean voxel Dice over the groups is printed (then shipped
 with ``zoo/build_bundled.py ... --threshold T --write``). Writes
@@ -44,11 +45,14 @@ def taken_for(pred: Any) -> str | None:
     return (getattr(pred, "info", None) or {}).get("brain_input")
 
 
-def brain_fit(model: Any, stripped: dict[str, tuple[float, str | None]] | None = None) -> list[str]:
+def brain_fit(model: Any, stripped: dict[str, tuple[float, str | None]] | None = None,
+              heads: dict[str, tuple[float, str | None]] | None = None) -> list[str]:
     """Brain-mask Dice on each whole-head group's own fit case (image alone, tile step 1.0), then
     the means; ``stripped``: the skull-stripped fit cases' brain-mask Dice and what ``brain_mask:
     auto`` took the input for (``predict``'s ``info["brain_input"]``), by group name (from the PVS
-    loop's predictions), added to the means. With ``auto`` each line says what the input was taken for."""
+    loop's predictions), added to the means; ``heads``: the whole-head fit cases' the same way (from
+    the PVS loop with ``--head-cases``), instead of predicting them again. With ``auto`` each line
+    says what the input was taken for."""
     from mednet_pvs.analysis.metrics import voxel_metrics
     from mednet_pvs.synth.heldout import heldout_case, heldout_groups, make_heldout_case
 
@@ -57,6 +61,10 @@ def brain_fit(model: Any, stripped: dict[str, tuple[float, str | None]] | None =
         lines.append(f"{name:26s} {'':8s}  brain Dice {d:.3f}" + (f"        taken for: {seen}" if seen else ""))
     for g in heldout_groups(legacy=False, heads=(True,)):
         case = heldout_case(g, 0, "fit")
+        if heads is not None and g.name in heads:
+            scores.append(heads[g.name][0])
+            lines.append(f"{g.name:26s} {case.seed:8d}  brain Dice {scores[-1]:.3f}" + (f"        taken for: {heads[g.name][1]}" if heads[g.name][1] else ""))
+            continue
         t0 = time.perf_counter()
         ph = make_heldout_case(case, anatomy="procedural")
         pred = model.predict((ph.image, ph.affine), step=1.0)
@@ -84,12 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS),
                     help="the grid of PVS probability thresholds, ascending (default %(default)s; widen it when the best is at an end)")
     ap.add_argument("--brain", action="store_true", help="also score the brain mask on each whole-head group's own fit case")
+    ap.add_argument("--head-cases", action="store_true", help="fit the PVS threshold on each whole-head group's own fit "
+                    "case too (26 distinct cases, not 14: the scored groups are half whole heads)")
     args = ap.parse_args(argv)
     import torch
 
     from mednet_pvs import load_pretrained
     from mednet_pvs.analysis.metrics import voxel_metrics
-    from mednet_pvs.synth.heldout import fit_case, heldout_groups, make_heldout_case
+    from mednet_pvs.synth.heldout import fit_case, heldout_case, heldout_groups, make_heldout_case
 
     grid = tuple(args.thresholds)
     if list(grid) != sorted(set(grid)) or not all(0 < t < 1 for t in grid):
@@ -103,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
              "group                      seed     PVS voxels  " + " ".join(f"{t:>5}" for t in grid) + "   s"]
     table = []
     stripped_brain: dict[str, tuple[float, str | None]] = {}  # --brain: the skull-stripped fit cases' brain-mask Dice, what auto took them for
+    head_brain: dict[str, tuple[float, str | None]] = {}  # --brain --head-cases: the whole-head fit cases' the same
     done: dict[str, tuple[int, list[float]]] = {}  # the whole-head groups share the stripped group's fit case: made and predicted once
     for g in heldout_groups():
-        case = fit_case(g)
+        case = heldout_case(g, 0, "fit") if args.head_cases and g.head else fit_case(g)
         t0 = time.perf_counter()
         if repr(case) not in done:
             ph = make_heldout_case(case, anatomy="procedural")
@@ -114,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             probs = pred.probabilities
             done[repr(case)] = int(truth.sum()), [voxel_metrics(probs > t, truth)["dice"] for t in grid]
             if args.brain and not g.legacy and pred.brainmask is not None:
-                stripped_brain[g.name.replace(" head", " stripped")] = (voxel_metrics(pred.brainmask > 0, ph.brainmask > 0)["dice"],
-                                                                         taken_for(pred))
+                brain = (voxel_metrics(pred.brainmask > 0, ph.brainmask > 0)["dice"], taken_for(pred))
+                if g.head and args.head_cases:
+                    head_brain[g.name] = brain
+                else:
+                    stripped_brain[g.name.replace(" head", " stripped")] = brain
         n_truth, row = done[repr(case)]
         table.append(row)
         lines.append(f"{g.name:26s} {case.seed:8d} {n_truth:10d}  " + " ".join(f"{v:5.3f}" for v in row)
@@ -125,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     best, warn = best_threshold(mean, grid)
     tail = ["mean over groups           " + " " * 20 + " ".join(f"{v:5.3f}" for v in mean), f"best threshold: {best}",
             *([warn] if warn else []),
-            *(brain_fit(model, stripped_brain) if args.brain else []),
+            *(brain_fit(model, stripped_brain, head_brain if args.head_cases else None) if args.brain else []),
             f"command: {' '.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}"]
     args.out.write_text("\n".join(lines + tail) + "\n")
     print("\n".join(tail))

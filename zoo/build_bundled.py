@@ -10,9 +10,13 @@
     python zoo/build_bundled.py runs/synth_t2w/model mednet-pvs-synth-t2w --write
 
 Inference settings of the shipped model (``--patch``, ``--mirror``, ``--pad``, ``--back``, ``--brain``,
-``--brain-keep``) may differ from the training run's defaults; ``--member RUN`` (repeatable) adds
+``--brain-keep``, ``--finest-spacing``) may differ from the training run's defaults; ``--member RUN`` (repeatable) adds
 another run of the same network as an ensemble member; the scores are always taken with the
-settings that are shipped.
+settings that are shipped. Given the shipped folder itself instead of a run (new inference
+settings for the same weights), the bundle keeps its record of the runs it was built from::
+
+    python zoo/build_bundled.py mednet_pvs/zoo/bundled/mednet-pvs-synth-any mednet-pvs-synth-any --patch 64 \
+        --pad replicate --brain auto --brain-keep 0.8 --finest-spacing 0.8 --threshold 0.7 --write
 """
 from __future__ import annotations
 
@@ -51,7 +55,8 @@ ANY_METRICS_NOTE = ("Measured by `benchmarks/bench_synth_any.py --anatomy proced
 
 def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None,
                   pad: str | None = None, back: str | None = None, brain: str | None = None,
-                  brain_keep: float | None = None, members: Sequence[Path] = ()) -> PVSModel:
+                  brain_keep: float | None = None, members: Sequence[Path] = (),
+                  finest_spacing: float | None = None) -> PVSModel:
     model = PVSModel.from_pretrained(run_model, device="cpu")
     runs = [model]
     for path in members:  # more training runs of the same network: an ensemble (probabilities averaged)
@@ -76,6 +81,7 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
     if threshold is not None:
         changes["threshold"] = threshold
     inf = model.inference.updated(changes)
+    pre = model.preprocessing if finest_spacing is None else model.preprocessing.replace(finest_spacing=finest_spacing)
     entry = get_entry(name)
     run = model.meta.get("training", {})
     # what fine-tuning reads back (lr, optimiser, deep-supervision targets) next to the entry's record
@@ -86,7 +92,11 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
             **({"member_runs": [{"from": str(p), **{k: r.meta.get("training", {}).get(k) for k in ("epoch", "global_step")}}
                                 for p, r in zip([run_model, *members], runs)]} if members else {}),
             "run_val_metrics": model.meta.get("metrics", {})}
-    return PVSModel([net for r in runs for net in r.networks], model.network, model.preprocessing, inf, name=name, meta=meta, device="cpu",
+    if "run" in model.meta and model.meta.get("zoo_entry") == name and not members:
+        # re-shipped from the shipped bundle itself (new inference settings, refreshed entry): its
+        # record of the training runs stays, as the runs' folders may be long gone
+        meta.update({k: model.meta[k] for k in ("run", "member_runs", "run_val_metrics") if k in model.meta})
+    return PVSModel([net for r in runs for net in r.networks], model.network, pre, inf, name=name, meta=meta, device="cpu",
                     labels=model.labels)  # the run's classes (background/brain/PVS for the any-contrast model)
 
 
@@ -105,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                    "'auto' does so on whole heads and keeps the image's non-zero voxels on skull-stripped ones")
     p.add_argument("--brain-keep", type=float, help="with --brain both_passes/auto: the second pass's brain probability "
                    "above which a first-pass voxel stays brain (default: the run's, i.e. 0.5)")
+    p.add_argument("--finest-spacing", type=float, help="keep scan axes finer than the run's target spacing down to "
+                   "this size (mm) instead of resampling them to it (preprocessing.finest_spacing; default: the run's)")
     p.add_argument("--member", type=Path, action="append", default=[], help="another run's exported bundle of the same "
                    "network, preprocessing and labels: shipped as one more ensemble member (repeatable)")
     p.add_argument("--threshold", default="fit", help="probability threshold: a number, or 'fit' (best mean Dice on the "
@@ -114,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     contrast = get_entry(args.name).contrast
     model = shipped_model(args.run_model, args.name, args.patch, args.mirror, pad=args.pad, back=args.back, brain=args.brain,
-                           brain_keep=args.brain_keep, members=args.member)
+                           brain_keep=args.brain_keep, members=args.member, finest_spacing=args.finest_spacing)
     if args.threshold == "fit":
         threshold, curve = fit_threshold_on_phantoms(model, contrast, FRANGI_FIT_SEEDS)
         print(f"threshold {threshold:.2f} (mean Dice on seeds {list(FRANGI_FIT_SEEDS)}: "

@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from mednet_pvs.data.preprocessing import PreprocessConfig, box_average, voxel_extent
+from mednet_pvs.data.preprocessing import PreprocessConfig, box_average, resample_spacing, voxel_extent
 
 
 def supports(cfg: PreprocessConfig) -> bool:
@@ -251,8 +251,9 @@ def preprocess_on_device(
         img = _normalise(img, mask, cfg, keep_zero)
 
     spacing = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
-    if cfg.target_spacing is not None and not np.allclose(spacing, cfg.target_spacing, atol=1e-4):  # as ResampleToSpacing
-        shape, new_aff = spacing_grid(img.shape[1:], aff, cfg.target_spacing)
+    target = None if cfg.target_spacing is None else resample_spacing(spacing, cfg.target_spacing, cfg.finest_spacing)
+    if target is not None and not np.allclose(spacing, target, atol=1e-4):  # as ResampleToSpacing
+        shape, new_aff = spacing_grid(img.shape[1:], aff, target)
         img = resample_separable(img, aff, shape, new_aff, mode="linear")
         if bm is not None:
             if cfg.label_interpolation == "linear":

@@ -9,9 +9,10 @@ Steps (TorchIO transforms, in this order, built by :func:`build_preprocessing`):
    given, else the image's foreground: nonzero voxels, as nnU-Net).
 4. :class:`NormalizeIntensity`: per channel, z-score or percentile clipping rescaled to [0, 1],
    statistics taken inside the brain mask (or the foreground).
-5. :class:`ResampleToSpacing`: to ``target_spacing`` (mm); images linear (or B-spline), labels
-   nearest, or *probability-preserving*: the label resampled linearly as a float and thresholded
-   at 0.5.
+5. :class:`ResampleToSpacing`: to ``target_spacing`` (mm), or with ``finest_spacing`` to
+   :func:`resample_spacing` (an axis finer than the target is kept, down to that size); images
+   linear (or B-spline), labels nearest, or *probability-preserving*: the label resampled linearly
+   as a float and thresholded at 0.5.
 
 Training inserts MRI-artefact augmentation (bias field, motion...) between steps 3 and 4 (they act
 on raw intensities) and the other augmentation after step 5: see
@@ -67,6 +68,11 @@ class PreprocessConfig(Config):
 
     Attributes:
         target_spacing: voxel size (mm) to resample to, or ``None`` to keep each scan's own.
+        finest_spacing: with ``target_spacing``, the finest voxel size (mm) kept: an axis whose
+            voxels are finer than the target is not downsampled to it but kept as it is, or
+            resampled to this size when finer still (:func:`resample_spacing`); ``None``
+            resamples every axis to the target (nnU-Net). A 0.8 mm scan then keeps its PVS
+            detail instead of being downsampled to 1 mm and its probabilities upsampled back.
         orientation: axis codes to reorient to (``"RAS"``), or ``None`` to keep.
         normalisation: ``"zscore"`` (mean 0, std 1 inside the mask), ``"percentile"`` (clip to
             ``percentiles`` inside the mask, rescale to [0, 1]) or ``"none"``.
@@ -87,6 +93,7 @@ class PreprocessConfig(Config):
     _what = "preprocessing"
 
     target_spacing: tuple[float, float, float] | None = None
+    finest_spacing: float | None = None
     orientation: str | None = "RAS"
     normalisation: Normalisation = "zscore"
     percentiles: tuple[float, float] = (0.5, 99.5)
@@ -116,6 +123,11 @@ class PreprocessConfig(Config):
         sp = self.target_spacing
         if sp is not None and (len(sp) != 3 or not min(sp) > 0):
             raise ConfigError(f"must be 3 positive sizes in mm or null, not {shown(sp)}", field="target_spacing")
+        fine = self.finest_spacing
+        if fine is not None and (sp is None or not 0 < fine <= min(sp)):
+            raise ConfigError(f"must be null or a size in mm in (0, the smallest target_spacing], not {shown(fine)}"
+                              + (" (target_spacing is null: every scan keeps its own)" if sp is None else ""),
+                              field="finest_spacing")
         o = self.orientation
         if o is not None and not isinstance(o, str) or isinstance(o, str) and sorted(o.translate(str.maketrans("LPI", "RAS"))) != ["A", "R", "S"]:
             raise ConfigError(f"must be 3 axis codes such as 'RAS' or 'LPS', not {shown(o)}", field="orientation")
@@ -325,6 +337,7 @@ class ResampleToSpacing(tio.SpatialTransform):
         label_interpolation: ``"nearest"``, or ``"linear"``: each label map is resampled as float32
             with linear interpolation and thresholded at 0.5 (binary masks; multi-label maps are
             resampled one-hot and the largest value wins).
+        finest: keep axes finer than ``spacing`` down to this size (mm): :func:`resample_spacing`.
     """
 
     def __init__(
@@ -332,14 +345,17 @@ class ResampleToSpacing(tio.SpatialTransform):
         spacing: tuple[float, float, float],
         image_interpolation: str = "linear",
         label_interpolation: str = "nearest",
+        finest: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.spacing, self.image_interpolation, self.label_interpolation = tuple(spacing), image_interpolation, label_interpolation
-        self.args_names = ["spacing", "image_interpolation", "label_interpolation"]
+        self.finest = finest
+        self.args_names = ["spacing", "image_interpolation", "label_interpolation", "finest"]
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        if np.allclose(subject[IMAGE].spacing, self.spacing, atol=1e-4):
+        spacing = resample_spacing(subject[IMAGE].spacing, self.spacing, self.finest)
+        if np.allclose(subject[IMAGE].spacing, spacing, atol=1e-4):
             return subject
         linear_labels = self.label_interpolation == "linear"
         originals: dict[str, tuple[torch.dtype, torch.Tensor]] = {}
@@ -351,7 +367,7 @@ class ResampleToSpacing(tio.SpatialTransform):
                     originals[name] = (img.data.dtype, values)
                     img.set_data(onehot.float())
         resample = tio.Resample(
-            self.spacing,
+            spacing,
             image_interpolation=self.image_interpolation,
             label_interpolation="linear" if linear_labels else "nearest",
             copy=False,
@@ -408,8 +424,23 @@ def build_preprocessing(cfg: PreprocessConfig | dict | None = None, *, artefacts
         steps.append(artefacts)
     steps.append(NormalizeIntensity(cfg, copy=False))
     if cfg.target_spacing is not None:
-        steps.append(ResampleToSpacing(cfg.target_spacing, cfg.image_interpolation, cfg.label_interpolation, copy=False))
+        steps.append(ResampleToSpacing(cfg.target_spacing, cfg.image_interpolation, cfg.label_interpolation,
+                                       finest=cfg.finest_spacing, copy=False))
     return tio.Compose(steps)
+
+
+def resample_spacing(spacing: Sequence[float], target: Sequence[float], finest: float | None = None) -> tuple[float, float, float]:
+    """The voxel size (mm) a scan of voxel size ``spacing`` is resampled to, axis by axis.
+
+    ``target`` where the scan is as coarse or coarser; with ``finest``, a finer axis keeps its own
+    size, or ``finest`` where it is finer still (``spacing`` 0.8 -> 0.8 with target 1 and finest
+    0.8; 0.6 -> 0.8; 1.2 -> 1; 5 -> 1). Sizes within 1e-4 mm of the target count as the target.
+    """
+    out = []
+    for s, t in zip(spacing, target):
+        s, t = float(s), float(t)
+        out.append(t if finest is None or s >= t - 1e-4 else max(s, float(finest)))
+    return tuple(out)  # type: ignore[return-value]
 
 
 def _as_config(cfg: PreprocessConfig | dict | None) -> PreprocessConfig:
@@ -529,6 +560,7 @@ def to_input_grid(
 __all__ = [
     "PreprocessConfig",
     "build_preprocessing",
+    "resample_spacing",
     "subject_from_case",
     "subject_from_files",
     "subject_from_arrays",

@@ -114,7 +114,8 @@ def model_card(config: BundleConfig, *, load_as: str | None = None) -> str:
     pre, inf = config.preprocessing, config.inference
     if pre is not None:
         lines += [
-            f"| target spacing (mm) | {_fmt(pre.target_spacing) if pre.target_spacing else 'each scan its own'} |",
+            f"| target spacing (mm) | {_fmt(pre.target_spacing) if pre.target_spacing else 'each scan its own'}"
+            + (f"; finer axes kept down to {pre.finest_spacing:g}" if pre.finest_spacing else "") + " |",
             f"| orientation | {pre.orientation or 'as stored'} |",
             f"| normalisation | {pre.normalisation} (inside the brain mask, else the nonzero foreground) |",
         ]

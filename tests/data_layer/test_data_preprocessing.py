@@ -16,6 +16,7 @@ from mednet_pvs.data.preprocessing import (
     box_kernel,
     build_preprocessing,
     subject_from_arrays,
+    resample_spacing,
     subject_from_case,
     to_input_grid,
 )
@@ -41,11 +42,32 @@ def test_config_json_round_trip():
         ({"orientation": "RAA"}, "orientation"),
         ({"percentiles": (99, 1)}, "percentiles"),
         ({"spacing": 1}, "unknown option(s) spacing for the preprocessing config"),
+        ({"finest_spacing": 0.8}, "finest_spacing .*target_spacing is null"),
+        ({"target_spacing": 1.0, "finest_spacing": 1.2}, "finest_spacing must be null or a size in mm in"),
+        ({"target_spacing": 1.0, "finest_spacing": 0.0}, "finest_spacing"),
     ],
 )
 def test_config_errors_name_the_option(bad, text):
     with pytest.raises(ConfigError, match=text.replace("(", r"\(").replace(")", r"\)")):
         PreprocessConfig.from_dict(bad)
+
+
+def test_resample_spacing_keeps_finer_axes_down_to_finest():
+    assert resample_spacing((0.8, 0.6, 5.0), (1.0, 1.0, 1.0)) == (1.0, 1.0, 1.0)  # nnU-Net: every axis to the target
+    assert resample_spacing((0.8, 0.6, 5.0), (1.0, 1.0, 1.0), 0.8) == (0.8, 0.8, 1.0)
+    assert resample_spacing((0.9, 1.00004, 1.3), (1.0, 1.0, 1.0), 0.8) == (0.9, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("finest, expected", [(None, (1.0, 1.0, 1.0)), (0.8, (0.8, 0.9, 1.0)), (0.85, (0.85, 0.9, 1.0))])
+def test_finest_spacing_keeps_a_finer_scan_on_a_finer_grid(finest, expected):
+    spacing = (0.8, 0.9, 2.0)
+    lab = _sphere(spacing)
+    cfg = PreprocessConfig(target_spacing=1.0, finest_spacing=finest, crop_to_brain=False, label_interpolation="linear")
+    out = build_preprocessing(cfg)(subject_from_arrays(lab * 100.0 + 50.0, LPS @ np.diag([*spacing, 1.0]), lab))
+    assert np.allclose(out["image"].spacing, expected)
+    assert float(out["label"].data.sum()) * np.prod(expected) == pytest.approx(4 / 3 * np.pi * 6.0**3, rel=0.12)
+    back = to_input_grid(out["label"].data.float(), out)[0].numpy() > 0.5
+    assert 2 * (back & (lab > 0)).sum() / (back.sum() + lab.sum()) > 0.9
 
 
 def test_reorient_crop_normalise():

@@ -45,6 +45,8 @@ CASES = [
     ("lps_permuted", dict(target_spacing=(1.2, 1.2, 1.2))),
     ("anisotropic", dict(target_spacing=(1.0, 1.0, 1.0))),
     ("anisotropic", dict(target_spacing=(1.0, 1.0, 1.0), label_interpolation="linear")),
+    ("anisotropic", dict(target_spacing=(1.0, 1.0, 1.0), finest_spacing=0.8, foreground="mean")),  # 0.9 x 0.9 kept, 3 mm -> 1
+    ("lps_permuted", dict(target_spacing=(1.2, 1.2, 1.2), finest_spacing=1.1)),  # 1 mm -> 1.1
     ("oblique", dict(target_spacing=(0.8, 0.8, 0.8), foreground="mean")),
     ("oblique", dict(target_spacing=None, orientation=None)),
 ]

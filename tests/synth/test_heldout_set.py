@@ -189,6 +189,15 @@ def test_threshold_fit_scores_the_brain_on_whole_head_fit_cases_with_brain(monke
     assert "lower end; widen --thresholds" in text
     with pytest.raises(SystemExit, match="ascending"):
         mod.main(["--out", str(out), "--thresholds", "0.9", "0.5"])
+    # --head-cases: each whole-head group's own fit case in the PVS fit too, predicted once with --brain
+    made.clear()
+    assert mod.main(["--out", str(out), "--head-cases", "--brain"]) == 0
+    heads = [c for c in made if c.group.head]
+    assert len(heads) == len(heldout_groups(legacy=False, heads=(True,))) and all(c.role == "fit" for c in heads)
+    assert len({c.seed for c in made}) == len(made) == len(heldout_groups())  # 26 distinct cases, each made once
+    rows = {line[:26].strip(): line.split()[3] for line in out.read_text().splitlines()[3:3 + len(heldout_groups())]}
+    assert rows["T2w thick head"] == str(heldout_case(HeldoutGroup("T2w", "thick", True), 0, "fit").seed)
+    assert f"mean brain-mask Dice over {len(heads)} whole-head fit cases: 0.800" in out.read_text()
 
 
 class _Net:

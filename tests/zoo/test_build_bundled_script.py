@@ -26,15 +26,21 @@ def test_shipped_settings_are_the_ones_asked_for():
     assert model.inference.output_resampling == "area" and model.inference.brain_mask == "both_passes"
     assert model.inference.brain_keep == 0.7
     assert model.inference.threshold == 0.4 and model.name == "mednet-pvs-synth-any"
+    finer = mod.shipped_model(run, "mednet-pvs-synth-any", None, "none", finest_spacing=0.8)
+    assert finer.preprocessing.finest_spacing == 0.8
+    shipped = mod.PVSModel.from_pretrained(run, device="cpu").meta  # re-shipped from itself: the runs' record stays
+    assert shipped["member_runs"] and finer.meta["member_runs"] == shipped["member_runs"] and finer.meta["run"] == shipped["run"]
+    assert finer.preprocessing.replace(finest_spacing=None) == mod.PVSModel.from_pretrained(run, device="cpu").preprocessing.replace(finest_spacing=None)
     kept = mod.shipped_model(run, "mednet-pvs-synth-any", None, "none")  # no --pad / --back: the run's
     run_inf = mod.PVSModel.from_pretrained(run, device="cpu").inference
     assert kept.inference.window.pad_mode == run_inf.window.pad_mode
     assert kept.inference.output_resampling == run_inf.output_resampling
     assert kept.inference.brain_mask == run_inf.brain_mask and kept.inference.brain_keep == run_inf.brain_keep
+    assert kept.preprocessing == mod.PVSModel.from_pretrained(run, device="cpu").preprocessing  # no --finest-spacing: the run's
 
 
 @pytest.mark.parametrize("option", [["--pad", "reflect"], ["--back", "cubic"], ["--brain", "third_pass"],
-                                    ["--brain-keep", "high"]])
+                                    ["--brain-keep", "high"], ["--finest-spacing", "fine"]])
 def test_choice_options_are_checked(option):
     with pytest.raises(SystemExit):
         _build_bundled().main(["x", "mednet-pvs-synth-any", *option])

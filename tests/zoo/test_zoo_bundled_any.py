@@ -33,12 +33,16 @@ def test_any_contrast_bundle_is_small_float16_offline_and_finds_the_brain(monkey
     assert window["patch_size"] == [64, 64, 64] and window["mirror_axes"] == [] and window["pad_mode"] == "replicate"
     # session 17: both passes, brain Dice 0.921 -> 0.943 on the scored groups; session 18: auto, 0.951
     assert config["inference"]["brain_mask"] == "auto" and config["inference"]["brain_keep"] == 0.8
+    # session 22: a 0.8 mm scan stays at 0.8 mm (fit cases 0.321 -> 0.383 with the threshold refitted to 0.7)
+    assert config["preprocessing"]["target_spacing"] == [1.0, 1.0, 1.0] and config["preprocessing"]["finest_spacing"] == 0.8
+    assert config["inference"]["threshold"] == 0.7
     # the entry records command, seed, hardware (both stages), steps and time, and how to go bigger
     training = entry.meta()["training"]
     assert training["command"].startswith("mednet-pvs fit --config synth_any") and "--trainer.accelerator gpu" in training["then"]
     assert "H200" in training["hardware"] and "CPU" in training["hardware"] and "seed" in entry.path.read_text()
     assert {"steps", "minutes", "bigger on a GPU"} <= set(training)
     card = (folder / "README.md").read_text()
+    assert "finer axes kept down to 0.8" in card
     for fig in entry.validation:
         assert f"| {fig.value:g} |" in card, fig  # the card writes figures with :g (0.410 -> 0.41)
 
