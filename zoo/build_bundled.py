@@ -16,7 +16,7 @@ settings that are shipped. Given the shipped folder itself instead of a run (new
 settings for the same weights), the bundle keeps its record of the runs it was built from::
 
     python zoo/build_bundled.py mednet_pvs/zoo/bundled/mednet-pvs-synth-any mednet-pvs-synth-any --patch 64 \
-        --pad replicate --brain auto --brain-keep 0.8 --finest-spacing 0.8 --threshold 0.7 --write
+        --pad replicate --brain auto --brain-keep 0.8 --finest-spacing 0.8 --threshold 0.6 --write
 """
 from __future__ import annotations
 
