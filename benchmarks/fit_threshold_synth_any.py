@@ -61,18 +61,17 @@ def brain_fit(model: Any, stripped: dict[str, tuple[float, str | None]] | None =
         lines.append(f"{name:26s} {'':8s}  brain Dice {d:.3f}" + (f"        taken for: {seen}" if seen else ""))
     for g in heldout_groups(legacy=False, heads=(True,)):
         case = heldout_case(g, 0, "fit")
-        if heads is not None and g.name in heads:
-            scores.append(heads[g.name][0])
-            lines.append(f"{g.name:26s} {case.seed:8d}  brain Dice {scores[-1]:.3f}" + (f"        taken for: {heads[g.name][1]}" if heads[g.name][1] else ""))
-            continue
         t0 = time.perf_counter()
-        ph = make_heldout_case(case, anatomy="procedural")
-        pred = model.predict((ph.image, ph.affine), step=1.0)
-        if pred.brainmask is None:
-            return [f"brain-mask Dice: {model.name} returns no brain mask"]
-        scores.append(voxel_metrics(pred.brainmask > 0, ph.brainmask > 0)["dice"])
-        seen = taken_for(pred)
-        lines.append(f"{g.name:26s} {case.seed:8d}  brain Dice {scores[-1]:.3f} {time.perf_counter() - t0:4.0f} s"
+        if g.name in (heads or {}):  # predicted in the PVS loop (--head-cases)
+            d, seen = heads[g.name]  # type: ignore[index]
+        else:
+            ph = make_heldout_case(case, anatomy="procedural")
+            pred = model.predict((ph.image, ph.affine), step=1.0)
+            if pred.brainmask is None:
+                return [f"brain-mask Dice: {model.name} returns no brain mask"]
+            d, seen = voxel_metrics(pred.brainmask > 0, ph.brainmask > 0)["dice"], taken_for(pred)
+        scores.append(d)
+        lines.append(f"{g.name:26s} {case.seed:8d}  brain Dice {d:.3f} {time.perf_counter() - t0:4.0f} s"
                      + (f"  taken for: {seen}" if seen else ""))
         print(lines[-1], flush=True)
     lines.append(f"mean brain-mask Dice over {len(scores)} whole-head fit cases: {float(np.mean(scores)):.3f}")
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     table = []
     stripped_brain: dict[str, tuple[float, str | None]] = {}  # --brain: the skull-stripped fit cases' brain-mask Dice, what auto took them for
     head_brain: dict[str, tuple[float, str | None]] = {}  # --brain --head-cases: the whole-head fit cases' the same
-    done: dict[str, tuple[int, list[float]]] = {}  # the whole-head groups share the stripped group's fit case: made and predicted once
+    done: dict[str, tuple[int, list[float]]] = {}  # without --head-cases the whole-head groups share the stripped group's fit case: made and predicted once
     for g in heldout_groups():
         case = heldout_case(g, 0, "fit") if args.head_cases and g.head else fit_case(g)
         t0 = time.perf_counter()
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     best, warn = best_threshold(mean, grid)
     tail = ["mean over groups           " + " " * 20 + " ".join(f"{v:5.3f}" for v in mean), f"best threshold: {best}",
             *([warn] if warn else []),
-            *(brain_fit(model, stripped_brain, head_brain if args.head_cases else None) if args.brain else []),
+            *(brain_fit(model, stripped_brain, head_brain) if args.brain else []),
             f"command: {' '.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}"]
     args.out.write_text("\n".join(lines + tail) + "\n")
     print("\n".join(tail))
