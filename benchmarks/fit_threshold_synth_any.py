@@ -16,6 +16,11 @@ seed block, never scored) and print the brain-mask Dice the model finds from the
 group and on average, with that of the skull-stripped fit cases above (from the same
 predictions): those cannot choose between models on what whole heads test (session 16's stage 6
 lost 0.03 of scored brain Dice unseen by the fit).
+
+``--min-cluster MM3 ...``: also remove predicted clusters (26-connected) smaller than each size, as
+the bundle's ``min_cluster_mm3`` does, at every threshold, and print the mean voxel Dice and
+cluster Dice over the groups on that grid; the pair (threshold, size) with the best mean of the two
+(both are issue 15 targets) is printed. The per-case table above stays without removal.
 """
 from __future__ import annotations
 
@@ -38,6 +43,38 @@ def best_threshold(mean: np.ndarray, thresholds: tuple[float, ...] = THRESHOLDS)
     edge = "lower" if i == 0 else "upper" if i == len(thresholds) - 1 else ""
     warn = f"warning: the best threshold is the grid's {edge} end; widen --thresholds and fit again" if edge else ""
     return thresholds[i], warn
+
+
+def cluster_grid(probs: np.ndarray, truth: np.ndarray, affine: np.ndarray, thresholds: tuple[float, ...],
+                 sizes: tuple[float, ...]) -> np.ndarray:
+    """(len(thresholds), len(sizes), 2): voxel Dice and cluster Dice of ``probs > t`` with its
+    clusters smaller than each size (mm^3, on ``affine``'s grid) removed, against ``truth``."""
+    from mednet_pvs.analysis.clusters import label_clusters
+    from mednet_pvs.analysis.metrics import detection_scores, match_clusters, voxel_metrics
+
+    ref, n_ref = label_clusters(truth, affine)
+    out = np.full((len(thresholds), len(sizes), 2), np.nan)
+    for i, t in enumerate(thresholds):
+        for j, m in enumerate(sizes):
+            lab, n = label_clusters(probs > t, affine, m)
+            match = match_clusters(lab, n, ref, n_ref)
+            out[i, j] = voxel_metrics(lab > 0, truth)["dice"], detection_scores(match.pred_hit, match.ref_hit)["cluster_dice"]
+    return out
+
+
+def cluster_lines(grids: list[np.ndarray], thresholds: tuple[float, ...], sizes: tuple[float, ...]) -> list[str]:
+    """The ``--min-cluster`` section: mean voxel Dice and cluster Dice over the cases per (threshold,
+    size), and the pair with the best mean of the two."""
+    mean = np.nanmean(np.stack(grids), axis=0)  # (T, S, 2)
+    both = mean.mean(axis=2)
+    i, j = np.unravel_index(int(np.nanargmax(both)), both.shape)
+    head = "min cluster mm^3  " + " ".join(f"{t:>11}" for t in thresholds)
+    lines = [f"minimum cluster size: mean voxel Dice / cluster Dice over {len(grids)} groups", head]
+    for k, m in enumerate(sizes):
+        lines.append(f"{m:16g}  " + " ".join(f"{mean[a, k, 0]:5.3f}/{mean[a, k, 1]:5.3f}" for a in range(len(thresholds))))
+    lines.append(f"best threshold and minimum cluster (mean of voxel and cluster Dice): {thresholds[i]} and "
+                 f"{sizes[j]:g} mm^3 (voxel Dice {mean[i, j, 0]:.3f}, cluster Dice {mean[i, j, 1]:.3f})")
+    return lines
 
 
 def taken_for(pred: Any) -> str | None:
@@ -93,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--brain", action="store_true", help="also score the brain mask on each whole-head group's own fit case")
     ap.add_argument("--head-cases", action="store_true", help="fit the PVS threshold on each whole-head group's own fit "
                     "case too (26 distinct cases, not 14: the scored groups are half whole heads)")
+    ap.add_argument("--min-cluster", type=float, nargs="+", metavar="MM3",
+                    help="also score removing predicted clusters smaller than each size (mm^3) at every threshold")
     args = ap.parse_args(argv)
     import torch
 
@@ -103,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     grid = tuple(args.thresholds)
     if list(grid) != sorted(set(grid)) or not all(0 < t < 1 for t in grid):
         raise SystemExit(f"error: --thresholds must be distinct, ascending and inside (0, 1), got {list(grid)}")
+    sizes = tuple(args.min_cluster or ())
+    if sizes and (list(sizes) != sorted(set(sizes)) or sizes[0] < 0):
+        raise SystemExit(f"error: --min-cluster sizes must be distinct, ascending and >= 0 mm^3, got {list(sizes)}")
     torch.set_num_threads(args.threads)
     model = load_pretrained(args.model, device="cpu")
     w = model.inference.window  # say what the fit ran with: session 14's fit ran the run export's 8-fold mirroring unnoticed
@@ -110,9 +152,10 @@ def main(argv: list[str] | None = None) -> int:
              f"tile {'x'.join(map(str, w.patch_size))}, test-time mirroring {list(w.mirror_axes) or 'none'}, padding {w.pad_mode}, "
              f"back to the input grid {model.inference.output_resampling}",
              "group                      seed     PVS voxels  " + " ".join(f"{t:>5}" for t in grid) + "   s"]
-    table = []
+    table, per_group = [], []
     stripped_brain: dict[str, tuple[float, str | None]] = {}  # --brain: the skull-stripped fit cases' brain-mask Dice, what auto took them for
     head_brain: dict[str, tuple[float, str | None]] = {}  # --brain --head-cases: the whole-head fit cases' the same
+    clusters: dict[str, np.ndarray] = {}  # --min-cluster: each case's (threshold, size, [voxel, cluster Dice]) grid
     done: dict[str, tuple[int, list[float]]] = {}  # without --head-cases the whole-head groups share the stripped group's fit case: made and predicted once
     for g in heldout_groups():
         case = heldout_case(g, 0, "fit") if args.head_cases and g.head else fit_case(g)
@@ -123,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             pred = model.predict((ph.image, ph.affine), step=1.0)
             probs = pred.probabilities
             done[repr(case)] = int(truth.sum()), [voxel_metrics(probs > t, truth)["dice"] for t in grid]
+            if sizes:
+                clusters[repr(case)] = cluster_grid(probs, truth, ph.affine, grid, sizes)
             if args.brain and not g.legacy and pred.brainmask is not None:
                 brain = (voxel_metrics(pred.brainmask > 0, ph.brainmask > 0)["dice"], taken_for(pred))
                 if g.head and args.head_cases:
@@ -131,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                     stripped_brain[g.name.replace(" head", " stripped")] = brain
         n_truth, row = done[repr(case)]
         table.append(row)
+        if sizes:
+            per_group.append(clusters[repr(case)])
         lines.append(f"{g.name:26s} {case.seed:8d} {n_truth:10d}  " + " ".join(f"{v:5.3f}" for v in row)
                      + f" {time.perf_counter() - t0:4.0f}")
         print(lines[-1], flush=True)
@@ -138,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     best, warn = best_threshold(mean, grid)
     tail = ["mean over groups           " + " " * 20 + " ".join(f"{v:5.3f}" for v in mean), f"best threshold: {best}",
             *([warn] if warn else []),
+            *(cluster_lines(per_group, grid, sizes) if sizes else []),
             *(brain_fit(model, stripped_brain, head_brain) if args.brain else []),
             f"command: {' '.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}"]
     args.out.write_text("\n".join(lines + tail) + "\n")

@@ -134,6 +134,26 @@ def test_threshold_fit_warns_when_the_best_is_at_the_grid_edge():
     assert "lower end" in mod.best_threshold(np.array([0.5, 0.4, 0.3]), grid)[1]
 
 
+def test_threshold_fit_min_cluster_grid_removes_small_predicted_clusters():
+    """``--min-cluster``: at each (threshold, size) the voxel and cluster Dice of the prediction with
+    its small clusters removed, against the untouched truth; the best pair by their mean."""
+    mod = _script("fit_threshold_synth_any")
+    truth = np.zeros((12, 12, 12), bool)
+    truth[2:4, 2:4, 2:4] = True  # one 8-voxel PVS
+    probs = np.zeros(truth.shape, np.float32)
+    probs[truth] = 0.9
+    probs[9, 9, 9] = 0.9  # a 1-voxel false positive
+    probs[6, 6, 6] = 0.4  # a 1-voxel one below 0.5
+    affine = np.diag([0.5, 0.5, 0.5, 1.0])  # 0.125 mm^3 voxels: the sizes are mm^3, not voxels
+    g = mod.cluster_grid(probs, truth, affine, (0.3, 0.5), (0.0, 0.2))
+    assert g.shape == (2, 2, 2)
+    assert np.allclose(g[0, 0], [16 / 18, 2 / 4]) and np.allclose(g[1, 0], [16 / 17, 2 / 3])
+    assert np.allclose(g[:, 1], 1.0)  # 0.125 mm^3 clusters go, the 1 mm^3 PVS stays
+    lines = mod.cluster_lines([g, g], (0.3, 0.5), (0.0, 0.2))
+    assert "over 2 groups" in lines[0] and lines[2].split()[1:] == ["0.889/0.500", "0.941/0.667"]
+    assert lines[-1].startswith("best threshold and minimum cluster (mean of voxel and cluster Dice): 0.3 and 0.2 mm^3")
+
+
 def test_threshold_fit_scores_the_brain_on_whole_head_fit_cases_with_brain(monkeypatch, tmp_path):
     """``--brain`` adds each whole-head group's own fit case (its seed, never a scored one) and the
     brain-mask Dice the model returns there; without it no whole-head case is made."""
@@ -189,6 +209,13 @@ def test_threshold_fit_scores_the_brain_on_whole_head_fit_cases_with_brain(monke
     assert "lower end; widen --thresholds" in text
     with pytest.raises(SystemExit, match="ascending"):
         mod.main(["--out", str(out), "--thresholds", "0.9", "0.5"])
+    # --min-cluster: the (threshold, size) section over every group; a bad size list is one line
+    assert mod.main(["--out", str(out), "--min-cluster", "0", "2"]) == 0
+    text = out.read_text()
+    assert f"minimum cluster size: mean voxel Dice / cluster Dice over {len(heldout_groups())} groups" in text
+    assert "best threshold and minimum cluster" in text and "minimum cluster" not in text.split("best threshold:")[0]
+    with pytest.raises(SystemExit, match="--min-cluster sizes"):
+        mod.main(["--out", str(out), "--min-cluster", "2", "0"])
     # --head-cases: each whole-head group's own fit case in the PVS fit too, predicted once with --brain
     made.clear()
     assert mod.main(["--out", str(out), "--head-cases", "--brain"]) == 0
