@@ -10,13 +10,14 @@
     python zoo/build_bundled.py runs/synth_t2w/model mednet-pvs-synth-t2w --write
 
 Inference settings of the shipped model (``--patch``, ``--mirror``, ``--pad``, ``--back``, ``--brain``,
-``--brain-keep``, ``--finest-spacing``) may differ from the training run's defaults; ``--member RUN`` (repeatable) adds
-another run of the same network as an ensemble member; the scores are always taken with the
+``--brain-keep``, ``--finest-spacing``, ``--min-cluster``) may differ from the training run's defaults; ``--member RUN``
+(repeatable) adds another run of the same network as an ensemble member, and ``--soup`` ships the mean of
+the networks' weights as one network instead (runs fine-tuned from one start); the scores are always taken with the
 settings that are shipped. Given the shipped folder itself instead of a run (new inference
 settings for the same weights), the bundle keeps its record of the runs it was built from::
 
     python zoo/build_bundled.py mednet_pvs/zoo/bundled/mednet-pvs-synth-any mednet-pvs-synth-any --patch 64 \
-        --pad replicate --brain auto --brain-keep 0.8 --finest-spacing 0.8 --threshold 0.6 --write
+        --pad replicate --brain auto --brain-keep 0.8 --finest-spacing 0.8 --soup --threshold 0.85 --min-cluster 2 --write
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import torch
 
 from mednet_pvs.inference import PVSModel
 from mednet_pvs.inference.settings import BRAIN_MASK, OUTPUT_RESAMPLING
+from mednet_pvs.nets.state_dicts import average_state_dicts
 from mednet_pvs.zoo import get_entry
 from mednet_pvs.zoo.phantom_scores import (
     FRANGI_FIT_SEEDS,
@@ -56,7 +58,7 @@ ANY_METRICS_NOTE = ("Measured by `benchmarks/bench_synth_any.py --anatomy proced
 def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None,
                   pad: str | None = None, back: str | None = None, brain: str | None = None,
                   brain_keep: float | None = None, members: Sequence[Path] = (),
-                  finest_spacing: float | None = None) -> PVSModel:
+                  finest_spacing: float | None = None, min_cluster: float | None = None, soup: bool = False) -> PVSModel:
     model = PVSModel.from_pretrained(run_model, device="cpu")
     runs = [model]
     for path in members:  # more training runs of the same network: an ensemble (probabilities averaged)
@@ -80,6 +82,8 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
         changes["brain_keep"] = brain_keep
     if threshold is not None:
         changes["threshold"] = threshold
+    if min_cluster is not None:
+        changes["min_cluster_mm3"] = min_cluster
     inf = model.inference.updated(changes)
     pre = model.preprocessing if finest_spacing is None else model.preprocessing.replace(finest_spacing=finest_spacing)
     entry = get_entry(name)
@@ -96,7 +100,15 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
         # re-shipped from the shipped bundle itself (new inference settings, refreshed entry): its
         # record of the training runs stays, as the runs' folders may be long gone
         meta.update({k: model.meta[k] for k in ("run", "member_runs", "run_val_metrics") if k in model.meta})
-    return PVSModel([net for r in runs for net in r.networks], model.network, pre, inf, name=name, meta=meta, device="cpu",
+    nets = [net for r in runs for net in r.networks]
+    if soup:  # one network with the members' mean weights instead of an ensemble: half the time for two
+        if len(nets) < 2:
+            raise SystemExit(f"error: --soup needs two or more networks (runs, members or a bundle's), {run_model} gives {len(nets)}")
+        nets[0].load_state_dict(average_state_dicts([n.state_dict() for n in nets]))
+        meta["weights_averaged"] = {"networks": len(nets), "how": "equal-weight mean of the member networks' weights "
+                                    "(a model soup; the members fine-tuned from one start)"}
+        nets = nets[:1]
+    return PVSModel(nets, model.network, pre, inf, name=name, meta=meta, device="cpu",
                     labels=model.labels)  # the run's classes (background/brain/PVS for the any-contrast model)
 
 
@@ -119,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
                    "this size (mm) instead of resampling them to it (preprocessing.finest_spacing; default: the run's)")
     p.add_argument("--member", type=Path, action="append", default=[], help="another run's exported bundle of the same "
                    "network, preprocessing and labels: shipped as one more ensemble member (repeatable)")
+    p.add_argument("--soup", action="store_true", help="ship one network whose weights are the mean of the runs' "
+                   "(the run's, --member's, or a shipped bundle's ensemble members: a model soup) instead of an ensemble")
+    p.add_argument("--min-cluster", type=float, help="remove predicted PVS clusters smaller than this (mm^3; "
+                   "inference.min_cluster_mm3; default: the run's)")
     p.add_argument("--threshold", default="fit", help="probability threshold: a number, or 'fit' (best mean Dice on the "
                    "Frangi-fit phantoms, never the test ones; default)")
     p.add_argument("--score", action="store_true", help="score on held-out phantoms and print entry figures")
@@ -126,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     contrast = get_entry(args.name).contrast
     model = shipped_model(args.run_model, args.name, args.patch, args.mirror, pad=args.pad, back=args.back, brain=args.brain,
-                           brain_keep=args.brain_keep, members=args.member, finest_spacing=args.finest_spacing)
+                           brain_keep=args.brain_keep, members=args.member, finest_spacing=args.finest_spacing,
+                           min_cluster=args.min_cluster, soup=args.soup)
     if args.threshold == "fit":
         threshold, curve = fit_threshold_on_phantoms(model, contrast, FRANGI_FIT_SEEDS)
         print(f"threshold {threshold:.2f} (mean Dice on seeds {list(FRANGI_FIT_SEEDS)}: "

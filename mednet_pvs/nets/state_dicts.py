@@ -2,6 +2,7 @@
 :mod:`mednet_pvs.safe_load`, unwrap checkpoint containers)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Mapping
 
 import torch
@@ -10,7 +11,8 @@ from torch import nn
 from mednet_pvs.errors import ConfigError
 from mednet_pvs.safe_load import StateDict, unwrap_state_dict
 
-__all__ = ["StateDict", "alias_groups", "describe_mismatch", "load_exact", "shapes_of", "unwrap_state_dict"]
+__all__ = ["StateDict", "alias_groups", "average_state_dicts", "describe_mismatch", "load_exact", "shapes_of",
+           "unwrap_state_dict"]
 
 
 def shapes_of(sd: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
@@ -31,6 +33,31 @@ def describe_mismatch(
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
             parts.append(f"{len(items)} {label}: {', '.join(items[:limit])}{more}")
     return "; ".join(parts)
+
+
+def average_state_dicts(sds: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float] | None = None) -> StateDict:
+    """The weighted mean of state dicts of one network (a "model soup", Wortsman et al. 2022,
+    arXiv:2203.05482): one network instead of an ensemble of several, for runs fine-tuned from the
+    same start. Floating-point tensors are averaged in float32 and returned in the first state
+    dict's dtype; others (counters) are taken from the first.
+
+    Args:
+        sds: two or more state dicts with the same keys and shapes.
+        weights: one non-negative weight per state dict (normalised to sum 1); ``None`` = equal.
+    """
+    if len(sds) < 2:
+        raise ConfigError(f"averaging needs two or more state dicts, got {len(sds)}")
+    w = [1.0] * len(sds) if weights is None else [float(x) for x in weights]
+    if len(w) != len(sds) or min(w) < 0 or sum(w) <= 0:
+        raise ConfigError(f"need one non-negative weight per state dict ({len(sds)}), not summing to 0: got {list(w)}")
+    w = [x / sum(w) for x in w]
+    first = sds[0]
+    for i, sd in enumerate(sds[1:], 1):
+        why = describe_mismatch(shapes_of(first), shapes_of(sd))
+        if why:
+            raise ConfigError(f"state dict {i} is not the same network as state dict 0: {why}")
+    return {k: (sum(wi * sd[k].float() for wi, sd in zip(w, sds)).to(v.dtype) if v.is_floating_point() else v.clone())
+            for k, v in first.items()}
 
 
 def alias_groups(model: nn.Module) -> dict[str, list[str]]:

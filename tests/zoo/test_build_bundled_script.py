@@ -40,7 +40,8 @@ def test_shipped_settings_are_the_ones_asked_for():
 
 
 @pytest.mark.parametrize("option", [["--pad", "reflect"], ["--back", "cubic"], ["--brain", "third_pass"],
-                                    ["--brain-keep", "high"], ["--finest-spacing", "fine"]])
+                                    ["--brain-keep", "high"], ["--finest-spacing", "fine"],
+                                    ["--min-cluster", "big"]])
 def test_choice_options_are_checked(option):
     with pytest.raises(SystemExit):
         _build_bundled().main(["x", "mednet-pvs-synth-any", *option])
@@ -62,3 +63,31 @@ def test_member_runs_make_an_ensemble_and_a_different_network_is_refused(tmp_pat
                  device="cpu").save_pretrained(tmp_path / "narrow")
     with pytest.raises(SystemExit, match="network differs"):
         mod.shipped_model(run, "mednet-pvs-synth-any", None, "none", 0.35, members=[tmp_path / "narrow"])
+
+
+def test_soup_ships_one_network_with_the_members_mean_weights(tmp_path):
+    """``--soup``: the networks' weights averaged into one (not an ensemble); the mean is recorded;
+    one network alone is refused; ``--min-cluster`` is shipped as inference.min_cluster_mm3."""
+    import torch
+
+    mod = _build_bundled()
+    run = ROOT / "mednet_pvs" / "zoo" / "bundled" / "mednet-pvs-synth-any"
+    base = mod.PVSModel.from_pretrained(run, device="cpu")
+    from mednet_pvs.nets import create_network_from_config
+
+    a, b = create_network_from_config(base.network), create_network_from_config(base.network)
+    a.load_state_dict(base.networks[0].state_dict())
+    b.load_state_dict({k: v + 1 if v.is_floating_point() else v for k, v in a.state_dict().items()})
+    mod.PVSModel([a, b], base.network, base.preprocessing, base.inference, labels=base.labels,
+                 device="cpu").save_pretrained(tmp_path / "pair")
+    soup = mod.shipped_model(tmp_path / "pair", "mednet-pvs-synth-any", None, "none", 0.8, soup=True, min_cluster=2.0)
+    assert len(soup.networks) == 1 and soup.meta["weights_averaged"]["networks"] == 2
+    key = next(k for k, v in a.state_dict().items() if v.is_floating_point())
+    assert torch.allclose(soup.networks[0].state_dict()[key], a.state_dict()[key] + 0.5, atol=1e-5)
+    assert soup.inference.min_cluster_mm3 == 2.0 and soup.inference.threshold == 0.8
+    pair = mod.shipped_model(tmp_path / "pair", "mednet-pvs-synth-any", None, "none", 0.8)
+    assert len(pair.networks) == 2 and "weights_averaged" not in pair.meta  # without --soup: an ensemble
+    mod.PVSModel([a], base.network, base.preprocessing, base.inference, labels=base.labels,
+                 device="cpu").save_pretrained(tmp_path / "one")
+    with pytest.raises(SystemExit, match="--soup needs two or more networks"):
+        mod.shipped_model(tmp_path / "one", "mednet-pvs-synth-any", None, "none", soup=True)
