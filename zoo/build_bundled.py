@@ -55,6 +55,14 @@ ANY_METRICS_NOTE = ("Measured by `benchmarks/bench_synth_any.py --anatomy proced
                     "(`benchmarks/fit_threshold_synth_any.py`). Synthetic figures say nothing about real scans.")
 
 
+def _run_records(path: Path, model: PVSModel) -> list[dict]:
+    """What a member was trained as: a training run's epoch and step, or a shipped bundle's own
+    record of the runs it was built from (its folder is not a run)."""
+    if model.meta.get("member_runs"):
+        return list(model.meta["member_runs"])
+    return [{"from": str(path), **{k: model.meta.get("training", {}).get(k) for k in ("epoch", "global_step")}}]
+
+
 def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None,
                   pad: str | None = None, back: str | None = None, brain: str | None = None,
                   brain_keep: float | None = None, members: Sequence[Path] = (),
@@ -65,6 +73,8 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
         other = PVSModel.from_pretrained(path, device="cpu")
         for what in ("network", "preprocessing", "labels"):
             mine, theirs = getattr(model, what), getattr(other, what)
+            if what == "preprocessing" and finest_spacing is not None:  # what --finest-spacing sets for all need not agree
+                mine, theirs = (x.replace(finest_spacing=finest_spacing) for x in (mine, theirs))
             mine, theirs = (x.to_dict() if hasattr(x, "to_dict") else x for x in (mine, theirs))
             if mine != theirs:
                 raise SystemExit(f"error: --member {path}: its {what} differs from {run_model}'s")
@@ -93,8 +103,7 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
     note = ANY_METRICS_NOTE if entry.contrast == "any" else METRICS_NOTE
     meta = {**entry.meta(), "training": training, "metrics_note": note,
             "run": {k: model.meta.get("training", {}).get(k) for k in ("epoch", "global_step", "checkpoint")},
-            **({"member_runs": [{"from": str(p), **{k: r.meta.get("training", {}).get(k) for k in ("epoch", "global_step")}}
-                                for p, r in zip([run_model, *members], runs)]} if members else {}),
+            **({"member_runs": [rec for p, r in zip([run_model, *members], runs) for rec in _run_records(p, r)]} if members else {}),
             "run_val_metrics": model.meta.get("metrics", {})}
     if "run" in model.meta and model.meta.get("zoo_entry") == name and not members:
         # re-shipped from the shipped bundle itself (new inference settings, refreshed entry): its

@@ -53,7 +53,8 @@ def test_member_runs_make_an_ensemble_and_a_different_network_is_refused(tmp_pat
     model = mod.shipped_model(run, "mednet-pvs-synth-any", None, "none", 0.35, members=[run])
     n = len(mod.PVSModel.from_pretrained(run, device="cpu").networks)  # the shipped bundle is itself an ensemble
     assert len(model.networks) == 2 * n and model.networks[0] is not model.networks[n]
-    assert [m["from"] for m in model.meta["member_runs"]] == [str(run), str(run)]
+    own = mod.PVSModel.from_pretrained(run, device="cpu").meta.get("member_runs")  # a bundle brings its own runs' record
+    assert model.meta["member_runs"] == (2 * own if own else [{"from": str(run), "epoch": None, "global_step": None}] * 2)
     other = mod.PVSModel.from_pretrained(run, device="cpu")
     spec = other.network.to_dict()
     spec["kwargs"] = {**spec["kwargs"], "n_channels": 8}  # another width: cannot share an ensemble
@@ -89,5 +90,13 @@ def test_soup_ships_one_network_with_the_members_mean_weights(tmp_path):
     assert len(pair.networks) == 2 and "weights_averaged" not in pair.meta  # without --soup: an ensemble
     mod.PVSModel([a], base.network, base.preprocessing, base.inference, labels=base.labels,
                  device="cpu").save_pretrained(tmp_path / "one")
+    coarse = mod.PVSModel([a], base.network, base.preprocessing.replace(finest_spacing=None), base.inference,
+                          labels=base.labels, device="cpu")
+    coarse.save_pretrained(tmp_path / "coarse")  # trained without finest_spacing: --finest-spacing sets it for all
+    with pytest.raises(SystemExit, match="preprocessing differs"):
+        mod.shipped_model(tmp_path / "pair", "mednet-pvs-synth-any", None, "none", members=[tmp_path / "coarse"])
+    three = mod.shipped_model(tmp_path / "pair", "mednet-pvs-synth-any", None, "none", members=[tmp_path / "coarse"],
+                              finest_spacing=0.8, soup=True)
+    assert three.meta["weights_averaged"]["networks"] == 3 and three.preprocessing.finest_spacing == 0.8
     with pytest.raises(SystemExit, match="--soup needs two or more networks"):
         mod.shipped_model(tmp_path / "one", "mednet-pvs-synth-any", None, "none", soup=True)
