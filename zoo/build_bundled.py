@@ -18,6 +18,8 @@ settings for the same weights), the bundle keeps its record of the runs it was b
 
     python zoo/build_bundled.py mednet_pvs/zoo/bundled/mednet-pvs-synth-any mednet-pvs-synth-any --patch 64 \
         --pad replicate --brain auto --brain-keep 0.8 --finest-spacing 0.8 --soup --threshold 0.85 --min-cluster 2 --write
+
+Re-shipped again from that soup (one network now: without ``--soup``), the record of the averaging stays too.
 """
 from __future__ import annotations
 
@@ -108,7 +110,7 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
     if "run" in model.meta and model.meta.get("zoo_entry") == name and not members:
         # re-shipped from the shipped bundle itself (new inference settings, refreshed entry): its
         # record of the training runs stays, as the runs' folders may be long gone
-        meta.update({k: model.meta[k] for k in ("run", "member_runs", "run_val_metrics") if k in model.meta})
+        meta.update({k: model.meta[k] for k in ("run", "member_runs", "run_val_metrics", "weights_averaged") if k in model.meta})
     nets = [net for r in runs for net in r.networks]
     if soup:  # one network with the members' mean weights instead of an ensemble: half the time for two
         if len(nets) < 2:

@@ -86,6 +86,10 @@ def test_soup_ships_one_network_with_the_members_mean_weights(tmp_path):
     key = next(k for k, v in a.state_dict().items() if v.is_floating_point())
     assert torch.allclose(soup.networks[0].state_dict()[key], a.state_dict()[key] + 0.5, atol=1e-5)
     assert soup.inference.min_cluster_mm3 == 2.0 and soup.inference.threshold == 0.8
+    soup.meta["zoo_entry"] = "mednet-pvs-synth-any"
+    soup.save_pretrained(tmp_path / "soup")  # re-shipped from the soup itself: the averaging's record stays
+    again = mod.shipped_model(tmp_path / "soup", "mednet-pvs-synth-any", None, "none", 0.7)
+    assert again.meta["weights_averaged"] == soup.meta["weights_averaged"] and len(again.networks) == 1
     pair = mod.shipped_model(tmp_path / "pair", "mednet-pvs-synth-any", None, "none", 0.8)
     assert len(pair.networks) == 2 and "weights_averaged" not in pair.meta  # without --soup: an ensemble
     mod.PVSModel([a], base.network, base.preprocessing, base.inference, labels=base.labels,
