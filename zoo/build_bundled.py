@@ -17,9 +17,16 @@ settings that are shipped. Given the shipped folder itself instead of a run (new
 settings for the same weights), the bundle keeps its record of the runs it was built from::
 
     python zoo/build_bundled.py mednet_pvs/zoo/bundled/mednet-pvs-synth-any mednet-pvs-synth-any --patch 64 \
-        --pad replicate --brain auto --brain-keep 0.8 --finest-spacing 0.8 --soup --threshold 0.85 --min-cluster 2 --write
+        --pad replicate --brain auto --brain-keep 0.8 --finest-spacing 0.8 --threshold 0.5 --min-cluster 2 --write
 
-Re-shipped again from that soup (one network now: without ``--soup``), the record of the averaging stays too.
+and a bundle given as a run or ``--member`` brings its own record; the shipped soup (session 23) was built
+from the session-22 two-member bundle and stage 11's run, from the folder that holds ``runs/``::
+
+    python zoo/build_bundled.py <session-22 bundle> mednet-pvs-synth-any --member runs/synth_any_cpu11/model \
+        --patch 64 --pad replicate --brain auto --brain-keep 0.8 --finest-spacing 0.8 --soup --threshold 0.5 \
+        --min-cluster 2 --write
+
+Re-shipped from that soup (one network now: without ``--soup``), the record of the averaging stays too.
 """
 from __future__ import annotations
 
