@@ -274,3 +274,29 @@ def test_bench_options_brain_mask_policy_and_quick():
     assert b.parse(["--anatomy", "procedural"]).anatomy == "procedural" and b.parse(["--quick", "--anatomy", "mni"]).anatomy == "mni"
     with pytest.raises(SystemExit):
         b.parse(["--cases", "0"])
+
+
+def test_detectability_contrast_to_noise_of_each_cluster():
+    """A tube 0.5 brighter (or darker) than its surround in noise of s.d. 0.1 has a CNR near 5; a
+    labelled tube with no contrast near 0; one with no brain around it has none (NaN)."""
+    mod = _script("pvs_detectability")
+    rng = np.random.default_rng(0)
+    image = np.ones((40, 40, 40), np.float32)
+    clusters = np.zeros(image.shape, np.int32)
+    clusters[10, 10, 5:25] = 1
+    image[10, 10, 5:25] = 1.5
+    clusters[20, 10, 5:25] = 2
+    image[20, 10, 5:25] = 0.5           # dark PVS (T1w, FLAIR) count the same
+    clusters[25, 25, 5:25] = 3          # labelled, but the image shows nothing there
+    clusters[37, 5, 5:10] = 4           # outside the brain below
+    brain = np.zeros(image.shape, np.uint8)
+    brain[:34] = 1
+    image = image + rng.normal(0, 0.1, image.shape).astype(np.float32)
+    sizes, cnr = mod.cluster_contrast(image, clusters, 4, brain, 0.1)
+    assert sizes.tolist() == [20, 20, 20, 5]
+    assert 4.0 < cnr[0] < 6.0 and 4.0 < cnr[1] < 6.0 and cnr[2] < 1.0 and np.isnan(cnr[3])
+    assert mod.cluster_contrast(image, clusters, 4, brain, 0.2)[1][0] == pytest.approx(cnr[0] / 2)
+    with pytest.raises(ValueError, match="noise s.d."):
+        mod.cluster_contrast(image, clusters, 4, brain, 0.0)
+    lines = mod.binned(np.array([0.5, 6.0, 7.0]), np.array([20, 3, 4]), np.array([False, True, False]), mod.CNR_BINS, "CNR")
+    assert [line.split() for line in lines[1:]] == [["[0,", "1)", "1", "20", "0.00"], ["[5,", "8)", "2", "7", "0.50"]]
