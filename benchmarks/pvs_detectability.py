@@ -49,8 +49,8 @@ def cluster_contrast(image: np.ndarray, clusters: np.ndarray, n: int, brain: np.
         raise ValueError(f"the noise s.d. must be > 0, got {sigma!r}")
     sizes = np.bincount(clusters.ravel(), minlength=n + 1)[1:].astype(int)
     cnr = np.full(n, np.nan)
-    near_any = ndimage.binary_dilation(clusters > 0, ndimage.generate_binary_structure(3, 3))
     cube = ndimage.generate_binary_structure(3, 3)
+    near_any = ndimage.binary_dilation(clusters > 0, cube)
     for i, sl in enumerate(ndimage.find_objects(clusters, n), 1):
         if sl is None:
             continue
