@@ -3,6 +3,7 @@ contrast / resolution / orientation, labels on the image in world coordinates.""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import nibabel as nib
 import numpy as np
@@ -300,3 +301,52 @@ def test_detectability_contrast_to_noise_of_each_cluster():
         mod.cluster_contrast(image, clusters, 4, brain, 0.0)
     lines = mod.binned(np.array([0.5, 6.0, 7.0]), np.array([20, 3, 4]), np.array([False, True, False]), mod.CNR_BINS, "CNR")
     assert [line.split() for line in lines[1:]] == [["[0,", "1)", "1", "20", "0.00"], ["[5,", "8)", "2", "7", "0.50"]]
+
+
+def test_detectability_main_writes_every_group_and_cluster(monkeypatch, tmp_path):
+    """The script's loop: every non-legacy group's own fit case (never a scored one), the model
+    named by ``--model`` on ``--threads``, one line per group, the bins, ``<out>.txt`` and ``.json``."""
+    import types
+
+    import torch
+
+    import mednet_pvs
+    import mednet_pvs.synth.heldout as heldout
+
+    mod = _script("pvs_detectability")
+    made, asked = [], []
+
+    def fake_case(case, anatomy="mni"):  # a bright 3-voxel PVS (CNR 5) and a dark 1-voxel one nobody finds
+        made.append(case)
+        image = np.ones((10, 10, 10), np.float32)
+        label = np.zeros(image.shape, np.uint8)
+        label[3, 3, 3:6] = 1
+        image[3, 3, 3:6] = 1.5
+        label[7, 7, 7] = 1
+        image[7, 7, 7] = 0.8
+        return types.SimpleNamespace(image=image, affine=np.eye(4), brainmask=np.ones(image.shape, np.uint8), label=label,
+                                     meta={"acquisition": {"noise_sigma": 0.1}})
+
+    class Model:
+        def predict(self, image, step=None):
+            mask = np.zeros(image[0].shape, np.uint8)
+            mask[3, 3, 4] = 1
+            return types.SimpleNamespace(mask=mask)
+
+    monkeypatch.setattr(heldout, "make_heldout_case", fake_case)
+    monkeypatch.setattr(mednet_pvs, "load_pretrained", lambda name, device=None: asked.append(name) or Model())
+    threads = torch.get_num_threads()
+    try:
+        assert mod.main(["--model", "some/folder", "--threads", "2", "--out", str(tmp_path / "det")]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    groups = heldout_groups(legacy=False)
+    assert asked == ["some/folder"] and len(made) == len(groups)
+    assert all(c.role == "fit" for c in made) and {c.seed for c in made}.isdisjoint({heldout_case(g, 0).seed for g in groups})
+    text = (tmp_path / "det.txt").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("PD thick head"))
+    assert row.split()[4:8] == ["2", "4", "0.50", "0.25"]  # clusters, voxels, found, voxels under 3 s.d.
+    records = json.loads((tmp_path / "det.json").read_text())
+    assert len(records) == 2 * len(groups) and {r["found"] for r in records} == {True, False}
+    assert f"all {2 * len(groups)} clusters ({4 * len(groups)} labelled voxels): found 0.50" in text
