@@ -39,7 +39,7 @@ import torch
 
 from mednet_pvs.inference import PVSModel
 from mednet_pvs.inference.settings import BRAIN_MASK, OUTPUT_RESAMPLING
-from mednet_pvs.nets.state_dicts import average_state_dicts
+from mednet_pvs.nets.state_dicts import average_state_dicts, soup_spread
 from mednet_pvs.zoo import get_entry
 from mednet_pvs.zoo.phantom_scores import (
     FRANGI_FIT_SEEDS,
@@ -75,7 +75,8 @@ def _run_records(path: Path, model: PVSModel) -> list[dict]:
 def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, threshold: float | None = None,
                   pad: str | None = None, back: str | None = None, brain: str | None = None,
                   brain_keep: float | None = None, members: Sequence[Path] = (),
-                  finest_spacing: float | None = None, min_cluster: float | None = None, soup: bool = False) -> PVSModel:
+                  finest_spacing: float | None = None, min_cluster: float | None = None, soup: bool = False,
+                  max_spread: float = 0.3) -> PVSModel:
     model = PVSModel.from_pretrained(run_model, device="cpu")
     runs = [model]
     for path in members:  # more training runs of the same network: an ensemble (probabilities averaged)
@@ -110,11 +111,13 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
     # what fine-tuning reads back (lr, optimiser, deep-supervision targets) next to the entry's record
     training = {**entry.meta().get("training", {}), **{k: run[k] for k in ("optimizer", "lr", "target_downsampling") if k in run}}
     note = ANY_METRICS_NOTE if entry.contrast == "any" else METRICS_NOTE
+    run_record = {k: run.get(k) for k in ("epoch", "global_step", "checkpoint")}
     meta = {**entry.meta(), "training": training, "metrics_note": note,
-            "run": {k: model.meta.get("training", {}).get(k) for k in ("epoch", "global_step", "checkpoint")},
+            # a shipped bundle as the first network is no run (its runs are in member_runs)
+            **({"run": run_record} if not members or any(v is not None for v in run_record.values()) else {}),
             **({"member_runs": [rec for p, r in zip([run_model, *members], runs) for rec in _run_records(p, r)]} if members else {}),
             "run_val_metrics": model.meta.get("metrics", {})}
-    if "run" in model.meta and model.meta.get("zoo_entry") == name and not members:
+    if ("run" in model.meta or "member_runs" in model.meta) and model.meta.get("zoo_entry") == name and not members:
         # re-shipped from the shipped bundle itself (new inference settings, refreshed entry): its
         # record of the training runs stays, as the runs' folders may be long gone
         meta.update({k: model.meta[k] for k in ("run", "member_runs", "run_val_metrics", "weights_averaged") if k in model.meta})
@@ -122,9 +125,15 @@ def shipped_model(run_model: Path, name: str, patch: int | None, mirror: str, th
     if soup:  # one network with the members' mean weights instead of an ensemble: half the time for two
         if len(nets) < 2:
             raise SystemExit(f"error: --soup needs two or more networks (runs, members or a bundle's), {run_model} gives {len(nets)}")
-        nets[0].load_state_dict(average_state_dicts([n.state_dict() for n in nets]))
+        sds = [n.state_dict() for n in nets]
+        spread = soup_spread(sds)
+        if spread > max_spread:
+            raise SystemExit(f"error: --soup: the networks lie {spread:.2f} apart (largest distance from their mean, relative "
+                             f"to its norm; --max-spread {max_spread}): not fine-tuned from one start, so their mean is no "
+                             "network; ship them as an ensemble (without --soup)")
+        nets[0].load_state_dict(average_state_dicts(sds))
         meta["weights_averaged"] = {"networks": len(nets), "how": "equal-weight mean of the member networks' weights "
-                                    "(a model soup; the members fine-tuned from one start)"}
+                                    "(a model soup; the members fine-tuned from one start)", "spread": round(spread, 4)}
         nets = nets[:1]
     return PVSModel(nets, model.network, pre, inf, name=name, meta=meta, device="cpu",
                     labels=model.labels)  # the run's classes (background/brain/PVS for the any-contrast model)
@@ -151,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                    "network, preprocessing and labels: shipped as one more ensemble member (repeatable)")
     p.add_argument("--soup", action="store_true", help="ship one network whose weights are the mean of the runs' "
                    "(the run's, --member's, or a shipped bundle's ensemble members: a model soup) instead of an ensemble")
+    p.add_argument("--max-spread", type=float, default=0.3, help="with --soup: refuse networks farther apart than this "
+                   "(largest distance from their mean weights, relative to its norm; default 0.3: runs fine-tuned from "
+                   "one start lie about 0.05 apart, random starts 0.65 or more)")
     p.add_argument("--min-cluster", type=float, help="remove predicted PVS clusters smaller than this (mm^3; "
                    "inference.min_cluster_mm3; default: the run's)")
     p.add_argument("--threshold", default="fit", help="probability threshold: a number, or 'fit' (best mean Dice on the "
@@ -161,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     contrast = get_entry(args.name).contrast
     model = shipped_model(args.run_model, args.name, args.patch, args.mirror, pad=args.pad, back=args.back, brain=args.brain,
                            brain_keep=args.brain_keep, members=args.member, finest_spacing=args.finest_spacing,
-                           min_cluster=args.min_cluster, soup=args.soup)
+                           min_cluster=args.min_cluster, soup=args.soup, max_spread=args.max_spread)
     if args.threshold == "fit":
         threshold, curve = fit_threshold_on_phantoms(model, contrast, FRANGI_FIT_SEEDS)
         print(f"threshold {threshold:.2f} (mean Dice on seeds {list(FRANGI_FIT_SEEDS)}: "

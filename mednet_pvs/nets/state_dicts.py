@@ -12,7 +12,7 @@ from mednet_pvs.errors import ConfigError
 from mednet_pvs.safe_load import StateDict, unwrap_state_dict
 
 __all__ = ["StateDict", "alias_groups", "average_state_dicts", "describe_mismatch", "load_exact", "shapes_of",
-           "unwrap_state_dict"]
+           "soup_spread", "unwrap_state_dict"]
 
 
 def shapes_of(sd: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
@@ -58,6 +58,22 @@ def average_state_dicts(sds: Sequence[Mapping[str, torch.Tensor]], weights: Sequ
             raise ConfigError(f"state dict {i} is not the same network as state dict 0: {why}")
     return {k: (sum(wi * sd[k].float() for wi, sd in zip(w, sds)).to(v.dtype) if v.is_floating_point() else v.clone())
             for k, v in first.items()}
+
+
+def soup_spread(sds: Sequence[Mapping[str, torch.Tensor]]) -> float:
+    """How far apart the networks a soup would average lie: the largest distance of one state dict's
+    floating-point weights from their mean, relative to the mean's norm. Runs fine-tuned from one
+    start lie in one basin and close (two networks 10 % of their norm apart, as stages 5 and 6 of
+    the shipped ``mednet-pvs-synth-any`` soup: 0.05); networks from different random starts do not
+    (MedNeXt k3 16 channels, measured: two random initialisations 0.68, three 0.85, the shipped
+    soup and one of them 0.65), and their mean is no network at all.
+    """
+    if len(sds) < 2:
+        raise ConfigError(f"a spread needs two or more state dicts, got {len(sds)}")
+    keys = [k for k, v in sds[0].items() if v.is_floating_point()]
+    flat = [torch.cat([sd[k].float().flatten() for k in keys]) for sd in sds]
+    mean = torch.stack(flat).mean(0)
+    return float(max(torch.linalg.vector_norm(f - mean) for f in flat) / torch.linalg.vector_norm(mean).clamp_min(1e-12))
 
 
 def alias_groups(model: nn.Module) -> dict[str, list[str]]:

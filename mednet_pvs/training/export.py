@@ -18,7 +18,7 @@ import torch
 
 from mednet_pvs.errors import ConfigError, InputError
 from mednet_pvs.io import PathType
-from mednet_pvs.training.weights import MODULE_PREFIX
+from mednet_pvs.training.weights import checkpoint_network_state
 from mednet_pvs.training.module import CKPT_KEY, METRICS, PVSSegmenter
 from mednet_pvs.training.optim import optim_preset
 
@@ -72,12 +72,12 @@ def export_bundle(
     folder = Path(folder)
     if isinstance(source, PVSSegmenter):
         extra = source.export_info()
-        state = source.net.state_dict()
+        state, averaged = source.eval_net().state_dict(), source.net_ema is not None
         hparams, epoch, step, origin = dict(source.hparams), source.current_epoch, source.global_step, None
     else:
         ckpt = read_checkpoint(source)
         extra = ckpt[CKPT_KEY]
-        state = {k[len(MODULE_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODULE_PREFIX)}
+        state, averaged = checkpoint_network_state(ckpt["state_dict"])
         hparams, epoch, step, origin = ckpt.get("hyper_parameters", {}), ckpt.get("epoch"), ckpt.get("global_step"), Path(source).name
     preprocessing = preprocessing if preprocessing is not None else extra.get("preprocessing")
     patch_size = patch_size if patch_size is not None else extra.get("patch_size")
@@ -91,6 +91,8 @@ def export_bundle(
     preset = hparams.get("optimizer") or "mednext"
     training = {"network": extra["network"]["name"], "optimizer": preset, "lr": optim_preset(preset, lr=hparams.get("lr")).lr,
                 "target_downsampling": hparams.get("target_downsampling", "nearest"), "epoch": epoch, "global_step": step}
+    if averaged:
+        training["weights"] = f"exponential moving average, decay {hparams.get('ema_decay')}"
     if origin:
         training["checkpoint"] = origin
     if "data" in extra:

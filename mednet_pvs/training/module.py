@@ -6,7 +6,8 @@ loss (Dice + CE with deep supervision, :mod:`~mednet_pvs.training.losses`), the 
 schedule (:mod:`~mednet_pvs.training.optim`), whole-volume validation with a Gaussian sliding
 window (:func:`mednet_pvs.inference.sliding_window_predict`), the metrics of
 :func:`mednet_pvs.analysis.case_metrics` reduced over all ranks, a picture of a validation case
-every few epochs, UpKern / warm-start initialisation and encoder freezing for fine-tuning.
+every few epochs, UpKern / warm-start initialisation, encoder freezing for fine-tuning and an
+exponential moving average of the weights (``ema_decay``).
 
 Batches (from :class:`mednet_pvs.data.PVSDataModule`)
     training: ``image`` float32 (B, C, X, Y, Z), ``label`` float32 (B, 1, X, Y, Z) in {0, 1};
@@ -78,6 +79,12 @@ class PVSSegmenter(L.LightningModule):
             state-dict file (``.safetensors``/``.pt``); MedNeXt weights of another kernel size
             are resized with UpKern (:func:`mednet_pvs.nets.upkern`).
         freeze_encoder_epochs: keep the encoder's weights fixed for the first N epochs.
+        ema_decay: keep an exponential moving average of the network's weights, updated after
+            every optimiser step (``ema = decay * ema + (1 - decay) * weights``, as timm's
+            ``ModelEmaV3`` and ``torch.optim.swa_utils.get_ema_multi_avg_fn``; 0.999 averages over
+            about the last 1,000 steps). Validation, the checkpoint's best-by-``val/dice`` choice
+            and the exported bundle then use the averaged weights; checkpoints carry both, so a
+            resumed run continues the average. 0 (default): no average.
         labels: output channel -> name, saved into the exported bundle (default ``{0: background,
             1: PVS}``). ``{0: background, 1: brain, 2: PVS}`` trains the any-contrast model: targets
             0 outside the brain, 1 brain, 2 PVS; validation scores PVS on channel 2 and adds
@@ -104,6 +111,7 @@ class PVSSegmenter(L.LightningModule):
         init_from: str | None = None,
         freeze_encoder_epochs: int = 0,
         labels: dict[str, str] | None = None,
+        ema_decay: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -128,6 +136,15 @@ class PVSSegmenter(L.LightningModule):
             raise ConfigError("freeze_encoder_epochs and image_every_n_epochs must be >= 0")
         if freeze_encoder_epochs:
             encoder_parameters(self.net)  # fail now, not after the first epoch, if the encoder is unknown
+        if not 0.0 <= ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), not {ema_decay!r}")
+        self.net_ema: nn.Module | None = None
+        if ema_decay > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.net_ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            self.net_ema.requires_grad_(False)  # not trained (and not unused parameters under DDP)
+        self._ema_step = -1
         self.val_metrics: dict[str, float] = {}
         self._cases: list[dict[str, Any]] = []
         self._picture: dict[str, Any] | None = None
@@ -164,6 +181,13 @@ class PVSSegmenter(L.LightningModule):
         if not self._initialised:
             load_initial_weights(self.net, self.hparams.init_from, labels=self.labels)
             self._initialised = True
+            if self.net_ema is not None:  # the average starts from the initial weights (a checkpoint's own average wins)
+                self.net_ema.module.load_state_dict(self.net.state_dict())
+
+    def eval_net(self) -> nn.Module:
+        """The network validation and export use: the weights' moving average with ``ema_decay``,
+        else the trained network itself."""
+        return self.net_ema.module if self.net_ema is not None else self.net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """(B, C, X, Y, Z) -> logits (B, K, X, Y, Z), or the deep-supervision list in training mode."""
@@ -202,6 +226,12 @@ class PVSSegmenter(L.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=bs)
         return loss
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Update the weights' moving average once per optimiser step (not per accumulated batch)."""
+        if self.net_ema is not None and self.global_step != self._ema_step:
+            self._ema_step = self.global_step
+            self.net_ema.update_parameters(self.net)
+
     # ----------------------------------------------------------------------------- validation
 
     def inference_config(self) -> InferenceConfig:
@@ -225,7 +255,7 @@ class PVSSegmenter(L.LightningModule):
         channel when the labels name one among several, else every foreground class. With a brain
         class, the brain probability (1 - background) is kept in ``self._brain_prob``."""
         mask = None if brainmask is None or self._with_brain else brainmask > 0
-        probs = sliding_window_predict(self.net, image, self.window(), mask=mask, device=self.device)
+        probs = sliding_window_predict(self.eval_net(), image, self.window(), mask=mask, device=self.device)
         if self._with_brain:
             self._brain_prob = 1.0 - probs[0]
         return probs[self._pvs_channel] if self._pvs_channel is not None else probs[1:].sum(0)

@@ -14,10 +14,24 @@ from mednet_pvs.io import PathType
 from mednet_pvs.nets import encoder_parameters  # re-exported: the network declares its encoder
 from mednet_pvs.safe_load import read_state_dict
 
-__all__ = ["MODULE_PREFIX", "class_rows", "encoder_parameters", "load_initial_weights", "read_weights"]
+__all__ = ["EMA_PREFIX", "MODULE_PREFIX", "checkpoint_network_state", "class_rows", "encoder_parameters",
+           "load_initial_weights", "read_weights"]
 
 #: Prefix of the network's keys in this package's Lightning checkpoints.
 MODULE_PREFIX = "net."
+#: Prefix of the weights' moving average (``PVSSegmenter(ema_decay=...)``) in those checkpoints.
+EMA_PREFIX = "net_ema.module."
+
+
+def checkpoint_network_state(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
+    """``(network state dict, averaged)`` of a :class:`~mednet_pvs.training.module.PVSSegmenter`
+    checkpoint's ``state_dict``: the weights' moving average where the run kept one (what it
+    validated and exports), else the trained network's weights."""
+    for prefix, averaged in ((EMA_PREFIX, True), (MODULE_PREFIX, False)):
+        sd = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if sd:
+            return sd, averaged
+    return {}, False
 
 
 def read_weights(source: PathType) -> dict[str, torch.Tensor]:
@@ -38,7 +52,7 @@ def _read(source: PathType) -> tuple[dict[str, torch.Tensor], dict[int, str] | N
         raise InputError(path, "initial weights not found (expected a model folder, a .ckpt or a state-dict file)")
     sd = read_state_dict(path)
     if any(k.startswith(MODULE_PREFIX) for k in sd):  # this package's Lightning checkpoint
-        sd = {k[len(MODULE_PREFIX):]: v for k, v in sd.items() if k.startswith(MODULE_PREFIX)}
+        sd = checkpoint_network_state(sd)[0]
     return sd, None
 
 

@@ -287,3 +287,61 @@ def test_skeletons_from_the_data_workers_reach_the_loss_and_must_match_its_class
     assert cli.datamodule.skeleton_classes == [1]
     with pytest.raises(ConfigError, match=r"data.skeleton_classes \[1\] differ .* \[2\]"):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+
+
+class NetWeights(L.Callback):
+    """The trained network's weights after each optimiser step (before the module's own hook)."""
+
+    def __init__(self) -> None:
+        self.after: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.after.append({k: v.detach().clone() for k, v in pl_module.net.state_dict().items()})
+
+
+def test_ema_decay_averages_the_weights_and_validation_export_and_warm_starts_use_the_average(tmp_path):
+    """--model.ema_decay: ema = d * ema + (1 - d) * weights after every step, from the first step's
+    weights; predict_volume, the checkpoint, export_bundle and init_from all take the average."""
+    from mednet_pvs.inference import PVSModel
+    from mednet_pvs.inference.sliding_window import sliding_window_predict
+    from mednet_pvs.training.cli import run_cli
+    from mednet_pvs.training.export import export_bundle
+    from mednet_pvs.training.weights import read_weights
+
+    with pytest.raises(ConfigError, match="ema_decay"):
+        tiny_module(ema_decay=1.0)
+    plain = tiny_module()
+    assert plain.net_ema is None and plain.eval_net() is plain.net
+    torch.manual_seed(0)
+    module, seen = tiny_module(ema_decay=0.5), NetWeights()
+    trainer = tiny_trainer(tmp_path, max_steps=3, limit_train_batches=3, limit_val_batches=0, callbacks=[seen])
+    trainer.fit(module, tiny_data())
+    assert len(seen.after) == 3 and int(module.net_ema.n_averaged) == 3
+    expected = seen.after[0]
+    for w in seen.after[1:]:
+        expected = {k: 0.5 * expected[k] + 0.5 * w[k] if w[k].is_floating_point() else w[k] for k in w}
+    ema = module.eval_net().state_dict()
+    assert module.eval_net() is module.net_ema.module
+    assert all(torch.allclose(ema[k], expected[k], atol=1e-6) for k in expected)
+    assert any(not torch.allclose(ema[k], seen.after[-1][k]) for k in expected)  # the average is not the last weights
+    assert not any(p.requires_grad for p in module.net_ema.parameters())
+
+    image = torch.randn(1, 32, 32, 32)
+    got = module.predict_volume(image)
+    want = sliding_window_predict(module.net_ema.module, image, module.window(), device="cpu")[1:].sum(0)
+    assert torch.allclose(got, want) and not torch.allclose(got, sliding_window_predict(module.net, image, module.window(), device="cpu")[1:].sum(0))
+
+    ckpt = tmp_path / "ema.ckpt"
+    trainer.save_checkpoint(ckpt)
+    assert all(torch.equal(read_weights(ckpt)[k], ema[k]) for k in ema)  # init_from a checkpoint takes the average
+    folder = export_bundle(ckpt, tmp_path / "bundle")
+    exported = PVSModel.from_pretrained(folder, device="cpu")
+    assert all(torch.equal(exported.networks[0].state_dict()[k], ema[k]) for k in ema)
+    assert "moving average, decay 0.5" in exported.meta["training"]["weights"]
+    resumed = tiny_module(ema_decay=0.5)
+    resumed.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"])
+    assert int(resumed.net_ema.n_averaged) == 3  # a resumed run continues the average
+
+    cli = run_cli(["--config", "synth_any", "--logger", "none", "--trainer.default_root_dir", str(tmp_path / "cli"),
+                   "--model.ema_decay", "0.999", "--model.network_kwargs.n_channels", "4"], run=False)
+    assert cli.model.net_ema is not None and cli.model.hparams.ema_decay == 0.999

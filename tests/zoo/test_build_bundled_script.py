@@ -41,7 +41,7 @@ def test_shipped_settings_are_the_ones_asked_for():
 
 @pytest.mark.parametrize("option", [["--pad", "reflect"], ["--back", "cubic"], ["--brain", "third_pass"],
                                     ["--brain-keep", "high"], ["--finest-spacing", "fine"],
-                                    ["--min-cluster", "big"]])
+                                    ["--min-cluster", "big"], ["--max-spread", "wide"]])
 def test_choice_options_are_checked(option):
     with pytest.raises(SystemExit):
         _build_bundled().main(["x", "mednet-pvs-synth-any", *option])
@@ -67,8 +67,9 @@ def test_member_runs_make_an_ensemble_and_a_different_network_is_refused(tmp_pat
 
 
 def test_soup_ships_one_network_with_the_members_mean_weights(tmp_path):
-    """``--soup``: the networks' weights averaged into one (not an ensemble); the mean is recorded;
-    one network alone is refused; ``--min-cluster`` is shipped as inference.min_cluster_mm3."""
+    """``--soup``: the networks' weights averaged into one (not an ensemble); the mean and its spread
+    are recorded; one network alone, or networks from different starts, are refused; a bundle given
+    as the first network records no empty run; ``--min-cluster`` is shipped as inference.min_cluster_mm3."""
     import torch
 
     mod = _build_bundled()
@@ -78,14 +79,15 @@ def test_soup_ships_one_network_with_the_members_mean_weights(tmp_path):
 
     a, b = create_network_from_config(base.network), create_network_from_config(base.network)
     a.load_state_dict(base.networks[0].state_dict())
-    b.load_state_dict({k: v + 1 if v.is_floating_point() else v for k, v in a.state_dict().items()})
+    b.load_state_dict({k: v * 1.1 if v.is_floating_point() else v for k, v in a.state_dict().items()})
     no_removal = base.inference.updated({"min_cluster_mm3": 0.0})  # the shipped bundle removes small clusters itself
     mod.PVSModel([a, b], base.network, base.preprocessing, no_removal, labels=base.labels,
                  device="cpu").save_pretrained(tmp_path / "pair")
     soup = mod.shipped_model(tmp_path / "pair", "mednet-pvs-synth-any", None, "none", 0.8, soup=True, min_cluster=2.0)
     assert len(soup.networks) == 1 and soup.meta["weights_averaged"]["networks"] == 2
+    assert soup.meta["weights_averaged"]["spread"] == pytest.approx(0.05 / 1.05, abs=1e-4)  # each 5 % of the mean from it
     key = next(k for k, v in a.state_dict().items() if v.is_floating_point())
-    assert torch.allclose(soup.networks[0].state_dict()[key], a.state_dict()[key] + 0.5, atol=1e-5)
+    assert torch.allclose(soup.networks[0].state_dict()[key], a.state_dict()[key] * 1.05, atol=1e-5)
     assert soup.inference.min_cluster_mm3 == 2.0 and soup.inference.threshold == 0.8
     soup.meta["zoo_entry"] = "mednet-pvs-synth-any"
     soup.save_pretrained(tmp_path / "soup")  # re-shipped from the soup itself: the averaging's record stays
@@ -105,3 +107,15 @@ def test_soup_ships_one_network_with_the_members_mean_weights(tmp_path):
     assert three.meta["weights_averaged"]["networks"] == 3 and three.preprocessing.finest_spacing == 0.8
     with pytest.raises(SystemExit, match="--soup needs two or more networks"):
         mod.shipped_model(tmp_path / "one", "mednet-pvs-synth-any", None, "none", soup=True)
+    assert "run" not in three.meta and len(three.meta["member_runs"]) == 2  # the pair is no run: no record of Nones
+    torch.manual_seed(0)
+    mod.PVSModel([create_network_from_config(base.network)], base.network, base.preprocessing, no_removal, labels=base.labels,
+                 device="cpu").save_pretrained(tmp_path / "random")  # another start: its mean with the pair is no network
+    with pytest.raises(SystemExit, match=r"lie 0\.[3-9]\d apart .*--max-spread 0\.3"):
+        mod.shipped_model(tmp_path / "pair", "mednet-pvs-synth-any", None, "none", members=[tmp_path / "random"], soup=True)
+    assert mod.shipped_model(tmp_path / "pair", "mednet-pvs-synth-any", None, "none", members=[tmp_path / "random"], soup=True,
+                             max_spread=1.0).meta["weights_averaged"]["spread"] > 0.3
+    argv = [str(tmp_path / "pair"), "mednet-pvs-synth-any", "--member", str(tmp_path / "random"), "--soup", "--threshold", "0.5"]
+    with pytest.raises(SystemExit, match="apart"):
+        mod.main(argv)
+    assert mod.main([*argv, "--max-spread", "1"]) == 0
