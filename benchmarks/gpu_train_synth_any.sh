@@ -17,6 +17,8 @@
 #          the kernels; with RESUME the checkpoint's own widths are needed)
 #          SREC=1 (Skeleton Recall loss of that weight, its skeletons made in the 14 loader workers:
 #          --data.skeleton_classes [2]; in the trainer they would cost 2.6 GPU steps, benchmarks/bench_skeleton.py)
+#          EMA=0.999 (--model.ema_decay: export a moving average of the weights; on the CPU from the soup it tied
+#          the raw weights, session 25, untried on a GPU)
 #          DRY=1 (print the command, run nothing)  ACCEL=gpu (cpu: the local check of tests/test_gpu_kit.py)
 # Afterwards, here: python benchmarks/fit_threshold_synth_any.py --model <folder with model.safetensors + config.json>,
 # then python zoo/build_bundled.py <folder> mednet-pvs-synth-any --patch <tile> --pad replicate --threshold <fitted> --write
@@ -38,6 +40,7 @@ NET=()
 [ -n "${WIDTH:-}" ] && NET+=(--model.network_kwargs.n_channels "$WIDTH")
 [ -n "${KERNEL:-}" ] && NET+=(--model.network_kwargs.kernel_size "$KERNEL")
 [ -n "${SREC:-}" ] && NET+=(--model.skeleton_recall_weight "$SREC" --data.skeleton_classes "[2]")
+[ -n "${EMA:-}" ] && NET+=(--model.ema_decay "$EMA")
 CMD=(python3 -m mednet_pvs.cli.main fit --config synth_any --logger csv --trainer.default_root_dir "$RUN"
   --trainer.accelerator "$ACCEL" --trainer.benchmark true --trainer.max_epochs -1 --trainer.max_steps "${STEPS:-100000}"
   --trainer.limit_train_batches 100000 --trainer.max_time "${MAXTIME:-00:00:08:00}" --trainer.limit_val_batches 0

@@ -43,7 +43,7 @@ def test_the_training_stage_runs_with_the_stand_in_and_leaves_what_comes_back(st
     """Measured: about 35 s on 2 CPU cores (3 steps of 2 x 32^3 from the bundled model)."""
     out, run = tmp_path / "out", tmp_path / "run"
     env = _env(stand_in, OUT=str(out), RUN=str(run), ACCEL="cpu", PATCH="32", BATCH="2", SPV="2", WORKERS="1", WIDTH="24",
-               SREC="1", STEPS="3", CKPT_EVERY="2", LOG_EVERY="1", MAXTIME="00:00:05:00", HARDLIMIT="400")
+               SREC="1", EMA="0.9", STEPS="3", CKPT_EVERY="2", LOG_EVERY="1", MAXTIME="00:00:05:00", HARDLIMIT="400")
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_train_synth_any.sh")], env=env, capture_output=True, text=True, timeout=450)
     log = (out / "train.log").read_text() if (out / "train.log").exists() else ""
     assert r.returncode == 0, (r.stdout + r.stderr + log)[-3000:]
@@ -60,7 +60,9 @@ def test_the_training_stage_runs_with_the_stand_in_and_leaves_what_comes_back(st
     assert data["skeleton_classes"] == [2]  # SREC: the loader workers skeletonised the PVS class
     assert (source["noise"], source["p_procedural"], source["p_thick"]) == (0.1, 0.5, 0.35)
     # WIDTH: the bundled 16-channel model widened to 24 channels (mednet_pvs.nets.widen) and trained
-    assert json.loads((out / "config.json").read_text())["network"]["kwargs"]["n_channels"] == 24
+    config = json.loads((out / "config.json").read_text())
+    assert config["network"]["kwargs"]["n_channels"] == 24
+    assert config["meta"]["training"]["weights"] == "exponential moving average, decay 0.9"  # EMA: the average exported
 
 
 def test_the_training_stage_command_takes_width_and_kernel(tmp_path):
@@ -76,3 +78,4 @@ def test_the_training_stage_command_takes_width_and_kernel(tmp_path):
     wide = command(WIDTH="32", KERNEL="5")
     assert "--model.network_kwargs.n_channels 32 --model.network_kwargs.kernel_size 5" in wide
     assert "skeleton" not in plain and "--model.skeleton_recall_weight 0.5 --data.skeleton_classes [2]" in command(SREC="0.5")
+    assert "ema_decay" not in plain and "--model.ema_decay 0.999" in command(EMA="0.999")
