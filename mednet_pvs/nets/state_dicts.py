@@ -35,6 +35,16 @@ def describe_mismatch(
     return "; ".join(parts)
 
 
+def _check_one_network(sds: Sequence[Mapping[str, torch.Tensor]], what: str) -> None:
+    """Two or more state dicts of one network (same keys and shapes), else a ConfigError naming ``what``."""
+    if len(sds) < 2:
+        raise ConfigError(f"{what} needs two or more state dicts, got {len(sds)}")
+    for i, sd in enumerate(sds[1:], 1):
+        why = describe_mismatch(shapes_of(sds[0]), shapes_of(sd))
+        if why:
+            raise ConfigError(f"state dict {i} is not the same network as state dict 0: {why}")
+
+
 def average_state_dicts(sds: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float] | None = None) -> StateDict:
     """The weighted mean of state dicts of one network (a "model soup", Wortsman et al. 2022,
     arXiv:2203.05482): one network instead of an ensemble of several, for runs fine-tuned from the
@@ -45,17 +55,12 @@ def average_state_dicts(sds: Sequence[Mapping[str, torch.Tensor]], weights: Sequ
         sds: two or more state dicts with the same keys and shapes.
         weights: one non-negative weight per state dict (normalised to sum 1); ``None`` = equal.
     """
-    if len(sds) < 2:
-        raise ConfigError(f"averaging needs two or more state dicts, got {len(sds)}")
+    _check_one_network(sds, "averaging")
     w = [1.0] * len(sds) if weights is None else [float(x) for x in weights]
     if len(w) != len(sds) or min(w) < 0 or sum(w) <= 0:
         raise ConfigError(f"need one non-negative weight per state dict ({len(sds)}), not summing to 0: got {list(w)}")
     w = [x / sum(w) for x in w]
     first = sds[0]
-    for i, sd in enumerate(sds[1:], 1):
-        why = describe_mismatch(shapes_of(first), shapes_of(sd))
-        if why:
-            raise ConfigError(f"state dict {i} is not the same network as state dict 0: {why}")
     return {k: (sum(wi * sd[k].float() for wi, sd in zip(w, sds)).to(v.dtype) if v.is_floating_point() else v.clone())
             for k, v in first.items()}
 
@@ -68,8 +73,7 @@ def soup_spread(sds: Sequence[Mapping[str, torch.Tensor]]) -> float:
     (MedNeXt k3 16 channels, measured: two random initialisations 0.68, three 0.85, the shipped
     soup and one of them 0.65), and their mean is no network at all.
     """
-    if len(sds) < 2:
-        raise ConfigError(f"a spread needs two or more state dicts, got {len(sds)}")
+    _check_one_network(sds, "a spread")
     keys = [k for k, v in sds[0].items() if v.is_floating_point()]
     flat = [torch.cat([sd[k].float().flatten() for k in keys]) for sd in sds]
     mean = torch.stack(flat).mean(0)

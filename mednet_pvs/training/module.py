@@ -144,7 +144,7 @@ class PVSSegmenter(L.LightningModule):
 
             self.net_ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
             self.net_ema.requires_grad_(False)  # not trained (and not unused parameters under DDP)
-        self._ema_step = -1
+        self._ema_step = 0  # the optimiser step the average last saw (set again when training starts)
         self.val_metrics: dict[str, float] = {}
         self._cases: list[dict[str, Any]] = []
         self._picture: dict[str, Any] | None = None
@@ -225,6 +225,9 @@ class PVSSegmenter(L.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=bs)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=bs)
         return loss
+
+    def on_train_start(self) -> None:
+        self._ema_step = self.global_step  # no update before this run's first optimiser step (resumed runs included)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Update the weights' moving average once per optimiser step (not per accumulated batch)."""

@@ -342,6 +342,10 @@ def test_ema_decay_averages_the_weights_and_validation_export_and_warm_starts_us
     resumed.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"])
     assert int(resumed.net_ema.n_averaged) == 3  # a resumed run continues the average
 
+    accumulated = tiny_module(ema_decay=0.5)  # 4 batches, 2 per optimiser step: averaged twice, not per batch
+    tiny_trainer(tmp_path, max_steps=2, limit_train_batches=4, accumulate_grad_batches=2, limit_val_batches=0).fit(accumulated, tiny_data())
+    assert accumulated.global_step == 2 and int(accumulated.net_ema.n_averaged) == 2
+
     cli = run_cli(["--config", "synth_any", "--logger", "none", "--trainer.default_root_dir", str(tmp_path / "cli"),
                    "--model.ema_decay", "0.999", "--model.network_kwargs.n_channels", "4"], run=False)
     assert cli.model.net_ema is not None and cli.model.hparams.ema_decay == 0.999
