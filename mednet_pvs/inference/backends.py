@@ -14,7 +14,8 @@ dynamic, so the last, smaller batch of a volume needs no padding), fuses its GEL
 MedNeXt's GroupNorm(C, C) (:mod:`~mednet_pvs.inference.onnx_graph`: 1.26x on the bundled S k3) and
 splits depthwise convolutions of kernel >= 5 into 2D ones (1.4-1.5x on L k5), and runs it in fp32 on
 ONNX Runtime's CPU execution provider with every graph optimisation on, a batch split over
-single-threaded runs at once (:class:`OnnxRuntimeNetwork`). Against MONAI in CPU time (README):
+single-threaded runs at once (:class:`OnnxRuntimeNetwork`). Against MONAI in CPU time, both with glibc's allocator defaults
+(``benchmarks/cpu_backends_log.md``; the README compares every method with the same allocator):
 whole brain, bundled S k3, 3.33x (``benchmarks/results/cpu_backends_whole_monai_cpu2.txt``); medians
 of 3 interleaved rounds (``cpu_backends_rounds_cpu2.txt``): S k3 region 3.43x, S k3 one tile with
 TTA 1.49x, L k5 1.18x, ResEnc-M 1.06x.
@@ -35,7 +36,7 @@ has native bf16, so :class:`OpenVinoNetwork` sets f32 explicitly. On a Xeon with
 CPU s per batch of 2 x 64^3) and its bf16 (``precision="bf16"``, AMX) 5-10x faster again (0.77 s),
 not at parity (``benchmarks/results/openvino_trial_cpu2.txt``).
 
-Whole-brain figures (``benchmarks/bench_cpu_backends.py``, the README's CPU backend table): bundled
+Whole-brain figures (``benchmarks/bench_cpu_backends.py``, ``benchmarks/cpu_backends_log.md``): bundled
 S k3, 80 tiles, 93 vs 378 CPU s (torch channels-last), labels identical; regions against MONAI:
 2.07x (S k3), 1.75x (S k3, TTA), 1.46x (L k5), 0.99x (nnU-Net ResEnc-M, dense convolutions: hence
 ``auto`` picks onnxruntime only for networks with depthwise 3D convolutions). Against torch
