@@ -18,7 +18,7 @@
 #          SREC=1 (Skeleton Recall loss of that weight, its skeletons made in the 14 loader workers:
 #          --data.skeleton_classes [2]; in the trainer they would cost 2.6 GPU steps, benchmarks/bench_skeleton.py)
 #          EMA=0.999 (--model.ema_decay: export a moving average of the weights; on the CPU from the soup it tied
-#          the raw weights, session 25, untried on a GPU)
+#          the raw weights at 0.999, session 25, and scored 0.010 below them at 0.9995, session 26; untried on a GPU)
 #          DRY=1 (print the command, run nothing)  ACCEL=gpu (cpu: the local check of tests/test_gpu_kit.py)
 # Afterwards, here: python benchmarks/fit_threshold_synth_any.py --model <folder with model.safetensors + config.json>,
 # then python zoo/build_bundled.py <folder> mednet-pvs-synth-any --patch <tile> --pad replicate --threshold <fitted> --write
